@@ -1,0 +1,158 @@
+"""The Delta lakehouse: table paths, per-run idempotent writes, system tables.
+
+Layout under the root:
+    bronze/<pipeline>                 ingested rows, partitioned by _run_id
+    silver/<pipeline>/<NN>_<op>       each materialised stage, by _run_id
+    <output.table>  (e.g. gold/x)     the published table (overwritten per run;
+                                      Delta's history keeps every version)
+    _system/ledger                    removed / changed / added documents
+    _system/quarantine                rows that could not be processed, with error
+    _system/steps                     per-step counters of every run
+    _system/runs                      one row per run: spec, summary, status
+
+Every write that belongs to a run replaces exactly that run's slice
+(``replaceWhere``), so a retried Airflow task or a rerun of the same run id
+never duplicates or drops rows.
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+SYSTEM = "_system"
+LEDGER = f"{SYSTEM}/ledger"
+QUARANTINE = f"{SYSTEM}/quarantine"
+STEPS = f"{SYSTEM}/steps"
+RUNS = f"{SYSTEM}/runs"
+RESERVED_PREFIXES = ("bronze", "silver", SYSTEM)
+TABLE_RE = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
+
+LEDGER_SCHEMA = ("pipeline string, run_id string, step_index int, op string, op_version string, "
+                 "action string, doc_id string, rule string, detail string, ts timestamp")
+QUARANTINE_SCHEMA = ("pipeline string, run_id string, step_index int, op string, doc_id string, "
+                     "source_ref string, raw string, error string, ts timestamp")
+STEPS_SCHEMA = ("pipeline string, run_id string, step_index int, op string, op_version string, "
+                "rows_in long, kept long, removed long, quarantined long, added long, "
+                "changed long, stats string, seconds double, ts timestamp")
+RUNS_SCHEMA = ("pipeline string, run_id string, status string, output_table string, "
+               "output_version long, spec string, summary string, ts timestamp")
+
+
+def check_table_name(name: str) -> str | None:
+    """Return an error message if ``name`` is not a valid output table."""
+    if not isinstance(name, str) or not TABLE_RE.match(name):
+        return (f"output table {name!r} must be a relative path inside the lakehouse "
+                "(letters, digits, _ and -, separated by /; no '..', no absolute path)")
+    if name.split("/")[0] in RESERVED_PREFIXES:
+        return f"output table {name!r} is inside the reserved area {name.split('/')[0]!r}"
+    return None
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _sql_str(v: str) -> str:
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+class Lakehouse:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # -- paths -----------------------------------------------------------
+    def table_path(self, name: str) -> str:
+        return str(self.root / name)
+
+    def bronze(self, pipeline: str) -> str:
+        return f"bronze/{pipeline}"
+
+    def silver(self, pipeline: str, step_index: int, op: str) -> str:
+        return f"silver/{pipeline}/{step_index:02d}_{op}"
+
+    def exists(self, name: str) -> bool:
+        return (self.root / name / "_delta_log").is_dir()
+
+    # -- reads -----------------------------------------------------------
+    @property
+    def spark(self):
+        from spark_jobs.session import get_spark
+
+        return get_spark()
+
+    def read(self, name: str, version: int | None = None):
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", int(version))
+        return reader.load(self.table_path(name))
+
+    def read_run(self, name: str, run_id: str):
+        from pyspark.sql import functions as F
+
+        return self.read(name).where(F.col("_run_id") == run_id).drop("_run_id")
+
+    def read_system(self, name: str, schema: str):
+        if self.exists(name):
+            return self.read(name)
+        return self.spark.createDataFrame([], schema)
+
+    def version(self, name: str) -> int:
+        from delta.tables import DeltaTable
+
+        hist = DeltaTable.forPath(self.spark, self.table_path(name)).history(1)
+        return int(hist.collect()[0]["version"])
+
+    # -- writes ----------------------------------------------------------
+    def write_run(self, df, name: str, run_id: str) -> None:
+        """Replace this run's slice of a run-partitioned table."""
+        from pyspark.sql import functions as F
+
+        df = df.withColumn("_run_id", F.lit(run_id))
+        (df.write.format("delta").mode("overwrite")
+           .option("replaceWhere", f"_run_id = {_sql_str(run_id)}")
+           .option("mergeSchema", "true")
+           .partitionBy("_run_id").save(self.table_path(name)))
+
+    def publish(self, df, name: str) -> int:
+        """Overwrite a published table; returns the new Delta version."""
+        (df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+           .save(self.table_path(name)))
+        return self.version(name)
+
+    def replace_slice(self, df, name: str, pipeline: str, run_id: str,
+                      step_indices: Iterable[int] | None = None) -> None:
+        """Replace (pipeline, run, steps) rows of a system table.
+
+        System tables are partitioned by pipeline so that concurrent runs of
+        different pipelines touch disjoint files and never conflict.
+        """
+        cond = f"pipeline = {_sql_str(pipeline)} AND run_id = {_sql_str(run_id)}"
+        if step_indices is not None:
+            idx = ",".join(str(int(i)) for i in step_indices)
+            cond += f" AND step_index IN ({idx})"
+        (df.write.format("delta").mode("overwrite").option("replaceWhere", cond)
+           .partitionBy("pipeline").save(self.table_path(name)))
+
+    def record_steps(self, rows: list[dict[str, Any]], pipeline: str, run_id: str) -> None:
+        df = self.spark.createDataFrame(rows, STEPS_SCHEMA)
+        self.replace_slice(df, STEPS, pipeline, run_id, [r["step_index"] for r in rows])
+
+    def record_run(self, pipeline: str, run_id: str, status: str, output_table: str,
+                   output_version: int | None, spec: dict, summary: dict) -> None:
+        row = [(pipeline, run_id, status, output_table, output_version,
+                json.dumps(spec, sort_keys=True), json.dumps(summary), now())]
+        df = self.spark.createDataFrame(row, RUNS_SCHEMA)
+        cond = f"pipeline = {_sql_str(pipeline)} AND run_id = {_sql_str(run_id)}"
+        (df.write.format("delta").mode("overwrite").option("replaceWhere", cond)
+           .partitionBy("pipeline").save(self.table_path(RUNS)))
+
+    def step_rows(self, pipeline: str, run_id: str) -> list[dict[str, Any]]:
+        from pyspark.sql import functions as F
+
+        df = self.read_system(STEPS, STEPS_SCHEMA)
+        rows = (df.where((F.col("pipeline") == pipeline) & (F.col("run_id") == run_id))
+                  .orderBy("step_index").collect())
+        return [r.asDict() for r in rows]

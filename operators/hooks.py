@@ -1,0 +1,69 @@
+"""Hooks: where Airflow connections become engine configuration.
+
+``datamill_spark``: host ``sc://h:15002`` (Spark Connect) or a master
+(``spark://h:7077``, ``yarn``, ``k8s://https://...``); extra JSON = Spark conf.
+``datamill_ray``: host = Ray address (``ray://h:10001``); extra JSON = init kwargs.
+A missing connection means local engines.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+
+def _optional_connection(conn_id: str):
+    try:
+        return BaseHook.get_connection(conn_id)
+    except Exception:  # noqa: BLE001 - not defined: the local default applies
+        return None
+
+
+class SparkSessionHook(BaseHook):
+    conn_name_attr = "spark_conn_id"
+    default_conn_name = "datamill_spark"
+    conn_type = "spark"
+    hook_name = "datamill Spark"
+
+    def __init__(self, spark_conn_id: str = default_conn_name):
+        super().__init__()
+        self.spark_conn_id = spark_conn_id
+
+    def target(self) -> tuple[str | None, dict[str, Any]]:
+        conn = _optional_connection(self.spark_conn_id)
+        if conn is None or not conn.host:
+            return None, {}
+        host = conn.host
+        if conn.port:
+            host = f"{host}:{conn.port}"
+        if conn.conn_type in ("spark_connect", "spark-connect") and not host.startswith("sc://"):
+            host = f"sc://{host}"
+        return host, dict(conn.extra_dejson or {})
+
+    def get_conn(self):
+        from spark_jobs import session
+
+        target, conf = self.target()
+        session.configure(target, conf)
+        return session.get_spark()
+
+
+class RayHook(BaseHook):
+    conn_name_attr = "ray_conn_id"
+    default_conn_name = "datamill_ray"
+    conn_type = "ray"
+    hook_name = "datamill Ray"
+
+    def __init__(self, ray_conn_id: str = default_conn_name):
+        super().__init__()
+        self.ray_conn_id = ray_conn_id
+
+    def get_conn(self) -> str | None:
+        """Export the cluster address for the Ray engine; None = local Ray."""
+        conn = _optional_connection(self.ray_conn_id)
+        if conn is None or not conn.host:
+            return None
+        addr = conn.host if not conn.port else f"{conn.host}:{conn.port}"
+        os.environ["DATAMILL_RAY_ADDRESS"] = addr
+        return addr

@@ -1,0 +1,82 @@
+"""llm_augment: new rows derived from selected rows, linked to their parents."""
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+from include.registry import Op, register_op
+from ray_jobs.control import detail, drop_internal, new_rows, with_control
+from ray_jobs.engine import to_arrow
+from ray_jobs.llm_stage import build_request, failure_detail, llm_params, quarantine_reason, run_llm
+from ray_jobs.ops._common import finish
+from ray_jobs.where import compile_where
+
+
+def variants_schema(schema: dict, key: str, n: int) -> dict:
+    """The template's schema with exactly ``n`` items under ``key``."""
+    out = json.loads(json.dumps(schema))
+    out["properties"][key].update({"minItems": n, "maxItems": n})
+    return out
+
+
+def created_rows(parents: pa.Table, key: str, id_fmt: str, parent_fmt: str,
+                 extra: dict, schema: pa.Schema) -> pa.Table:
+    """One row per generated item; one quarantine row per parent whose answer failed.
+
+    A failed generation is a row that could not be made: it goes to quarantine
+    under a stable id with the raw answer, so the failure is never silent.
+    """
+    rows = []
+    meta_cols = [c for c in ("meta",) if c in schema.names]
+    for r in parents.to_pylist():
+        base = {c: r.get(c) for c in meta_cols}
+        pid = parent_fmt.format(**r)
+        if r["_llm_parsed"] is None:
+            rows.append({**base, "id": id_fmt.format(i="failed", **r), "text": "",
+                         "_parent_id": pid, "_quarantine": quarantine_reason(r["_llm_error"]),
+                         "_detail": failure_detail(r)})
+            continue
+        for i, item in enumerate(json.loads(r["_llm_parsed"])[key]):
+            rows.append({**base, "id": id_fmt.format(i=i, **r), "text": item["text"],
+                         "_parent_id": pid,
+                         "_detail": detail({**extra, "item": i,
+                                            **({"seed": r["seed"]} if "seed" in r else {})})})
+    return new_rows(schema, rows)
+
+
+@register_op(
+    name="llm_augment", version="1", category="augment", engine="ray",
+    description="""Creates new documents derived from selected documents with an LLM
+    (prompt template llm_augment, n variants per parent as structured JSON). 'where'
+    selects the parents with an expression over columns, e.g. 'difficulty >= 4'. Every
+    new row gets a new id (<parent>-aug<i>) and its parent's id in the lineage; all
+    input rows are kept. A parent whose answer stays invalid yields one quarantined
+    row with the raw answer.""",
+    params={"properties": {
+        "where": {"type": ["string", "null"], "default": None,
+                  "description": "which rows to augment, e.g. \"difficulty >= 4\"; null = all"},
+        "n": {"type": "integer", "minimum": 1, "maximum": 20, "default": 1,
+              "description": "variants per selected row"},
+        "instructions": {"type": ["string", "null"], "default": None},
+        **llm_params("llm_augment")}},
+    requires=("id", "text"))
+class LLMAugment(Op):
+    def run(self, ds, params, ctx):
+        variables = {"n": params["n"]}
+        if params.get("instructions"):
+            variables["instructions"] = params["instructions"]
+        request = build_request(params, variables=variables)
+        request.schema = variants_schema(request.schema, "variants", params["n"])
+        original = to_arrow(ds)
+        selected = ds
+        if params.get("where"):
+            expr = compile_where(params["where"], original.column_names)
+            selected = ds.map_batches(lambda t: t.filter(expr), batch_format="pyarrow")
+        answered = run_llm(selected, params, ctx, request)
+        schema = with_control(original.slice(0, 0)).schema
+        created = created_rows(
+            answered, "variants", "{id}-aug{i}", "{id}",
+            {"template": request.template.id, "where": params.get("where")}, schema)
+        table = pa.concat_tables([with_control(original), created])
+        return finish(drop_internal(table), ctx)

@@ -1,0 +1,174 @@
+"""Parse one source file into records or quarantine entries.
+
+Pure Python, no Spark: ``spark_jobs.ingest`` runs these inside Spark tasks,
+one file per call. Each yielded record is a dict with keys
+``line`` (1-based record number in the file), ``id``, ``text``, ``html``,
+``url``, ``meta`` (JSON of the other fields), ``id_generated`` and ``error``;
+a record with ``error`` set goes to quarantine with ``raw``.
+
+Why our own parsing rather than Spark's JSON/CSV readers: we need a reason per
+bad line (invalid UTF-8, broken JSON, non-string text), and Spark's readers
+either replace bad bytes silently or collapse a bad row into nulls.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from typing import Any, Iterator
+
+RAW_LIMIT = 65536  # bytes of a bad line kept in quarantine; the ref names the rest
+
+
+def content_id(text: str) -> str:
+    """Stable content-hash id for sources without ids."""
+    return "h" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+def _raw(b: bytes | str) -> str:
+    if isinstance(b, bytes):
+        return b[:RAW_LIMIT].decode("utf-8", "replace")
+    return b[:RAW_LIMIT]
+
+
+def _err(line: int, error: str, raw: bytes | str, doc_id: str | None = None) -> dict[str, Any]:
+    return {"line": line, "id": doc_id, "text": None, "html": None, "url": None, "meta": None,
+            "id_generated": False, "error": error, "raw": _raw(raw)}
+
+
+def _record(line: int, doc_id: str, generated: bool, text=None, html=None, url=None,
+            meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"line": line, "id": doc_id, "text": text, "html": html, "url": url,
+            "meta": json.dumps(meta or {}, ensure_ascii=False, sort_keys=True, default=str),
+            "id_generated": generated, "error": None, "raw": None}
+
+
+def _id_from(obj: dict[str, Any], id_field: str | None, text: str) -> tuple[str | None, bool, str | None]:
+    """(id, generated, error)."""
+    if not id_field or obj.get(id_field) is None:
+        return content_id(text), True, None
+    v = obj[id_field]
+    if isinstance(v, bool) or not isinstance(v, (str, int)):
+        return None, False, f"id field {id_field!r} is {type(v).__name__}, expected string or integer"
+    v = str(v)
+    if not v.strip():
+        return content_id(text), True, None
+    return v, False, None
+
+
+def _from_mapping(line: int, obj: Any, id_field: str | None, text_field: str, raw) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        return _err(line, f"record is {type(obj).__name__}, expected a JSON object", raw)
+    given = obj.get(id_field) if id_field else None
+    given = str(given) if isinstance(given, (str, int)) and not isinstance(given, bool) else None
+    if text_field not in obj:
+        return _err(line, f"missing text field {text_field!r}", raw, given)
+    text = obj[text_field]
+    if text is None:
+        return _err(line, f"text field {text_field!r} is null", raw, given)
+    if not isinstance(text, str):
+        return _err(line, f"text field {text_field!r} is {type(text).__name__}, expected string",
+                    raw, given)
+    doc_id, generated, error = _id_from(obj, id_field, text)
+    if error:
+        return _err(line, error, raw)
+    meta = {k: v for k, v in obj.items() if k not in (text_field, id_field)}
+    return _record(line, doc_id, generated, text=text, meta=meta)
+
+
+def parse_jsonl(content: bytes, id_field: str | None, text_field: str, **_) -> Iterator[dict[str, Any]]:
+    for n, raw in enumerate(content.split(b"\n"), start=1):
+        if not raw.strip():
+            continue  # blank separator lines are not records
+        try:
+            s = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield _err(n, f"invalid UTF-8 at byte {exc.start}", raw)
+            continue
+        try:
+            obj = json.loads(s)
+        except json.JSONDecodeError as exc:
+            yield _err(n, f"invalid JSON: {exc.msg} at column {exc.colno}", raw)
+            continue
+        yield _from_mapping(n, obj, id_field, text_field, raw)
+
+
+def parse_csv(content: bytes, id_field: str | None, text_field: str, options=None, **_):
+    opts = options or {}
+    text = content.decode("utf-8", "surrogateescape")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=opts.get("delimiter", ","))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    for row in reader:
+        n = reader.line_num
+        raw = ",".join(row)
+        if not row:
+            continue
+        if any("\udc80" <= ch <= "\udcff" for cell in row for ch in cell):
+            yield _err(n, "invalid UTF-8", raw.encode("utf-8", "surrogateescape"))
+            continue
+        if len(row) != len(header):
+            yield _err(n, f"row has {len(row)} fields, header has {len(header)}", raw)
+            continue
+        yield _from_mapping(n, dict(zip(header, row)), id_field, text_field, raw)
+
+
+def parse_text(content: bytes, path: str, **_):
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        yield _err(1, f"invalid UTF-8 at byte {exc.start}", content)
+        return
+    yield _record(1, content_id(text), True, text=text, meta={"path": path})
+
+
+def _decode_html(content: bytes) -> str:
+    # HTML declares its own charset often wrongly; the extractor copes with
+    # replacement characters, and binary junk is judged by html_extract.
+    return content.decode("utf-8", "replace")
+
+
+def parse_html(content: bytes, path: str, **_):
+    html = _decode_html(content)
+    yield _record(1, content_id(html), True, html=html, url=path, meta={"path": path})
+
+
+def parse_warc(content: bytes, path: str, id_field: str | None = None, **_):
+    from warcio.archiveiterator import ArchiveIterator
+
+    n = 0
+    stream = ArchiveIterator(io.BytesIO(content))
+    try:
+        for rec in stream:
+            n += 1
+            if rec.rec_type != "response":
+                continue  # request/metadata/warcinfo records are not documents
+            uri = rec.rec_headers.get_header("WARC-Target-URI")
+            rid = rec.rec_headers.get_header("WARC-Record-ID") or ""
+            try:
+                body = rec.content_stream().read()
+            except Exception as exc:  # noqa: BLE001 - truncated/corrupt payload
+                yield _err(n, f"unreadable WARC record: {exc}", f"{path} record {n} {uri}", rid or None)
+                continue
+            ctype = (rec.http_headers.get_header("Content-Type") if rec.http_headers else "") or ""
+            meta = {"path": path, "warc_date": rec.rec_headers.get_header("WARC-Date"),
+                    "content_type": ctype}
+            html = _decode_html(body)
+            doc_id = rid.strip("<>") if rid else content_id(html)
+            yield _record(n, doc_id, not rid, html=html, url=uri, meta=meta)
+    except Exception as exc:  # noqa: BLE001 - truncated archive: the rest is unreadable
+        yield _err(n + 1, f"truncated or corrupt WARC after record {n}: {exc}",
+                   f"{path} after record {n}")
+
+
+PARSERS = {"jsonl": parse_jsonl, "csv": parse_csv, "text": parse_text,
+           "html": parse_html, "warc": parse_warc}
+
+
+def parse_file(fmt: str, content: bytes, path: str, id_field: str | None,
+               text_field: str, options: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    return PARSERS[fmt](content, path=path, id_field=id_field, text_field=text_field,
+                        options=options)
