@@ -7,7 +7,7 @@ Ray Dataset and brings the annotated rows back as a Spark DataFrame.
 
 Ray starts locally (a few CPUs, no dashboard) unless ``$DATAMILL_RAY_ADDRESS``
 or, inside an Airflow task, the connection ``datamill_ray`` names a cluster
-(``ray://host:10001`` or ``auto``). Local workers get the project on their
+(``ray://host:10001`` or ``auto``). Local workers inherit the project on
 ``PYTHONPATH``; a remote cluster gets our packages shipped as ``py_modules``.
 """
 from __future__ import annotations
@@ -55,13 +55,16 @@ def ensure_ray() -> None:
         ray.init(address=address, runtime_env={"py_modules": [include, ray_jobs]},
                  log_to_driver=False)
         return
-    pythonpath = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH"))
-                                 if p)
+    # Local workers inherit the driver's environment through the raylet, so
+    # no runtime_env is needed (it would force slower dedicated workers).
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if str(PROJECT_ROOT) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [str(PROJECT_ROOT), *paths] if p)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     ray.init(num_cpus=int(os.environ.get("DATAMILL_RAY_NUM_CPUS", "2")),
              object_store_memory=int(os.environ.get("DATAMILL_RAY_OBJECT_STORE_MB", "1024")) << 20,
-             include_dashboard=False, log_to_driver=False, configure_logging=False,
-             runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "HF_HUB_OFFLINE": "1",
-                                       "TOKENIZERS_PARALLELISM": "false"}})
+             include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 
@@ -93,7 +96,12 @@ def to_arrow(ds):
 
 class RayEngine:
     def apply(self, op: Op, df, params: dict[str, Any], ctx: StepContext):
+        import pyarrow as pa
+
         from spark_jobs.session import get_spark
 
-        out = op.run(to_ray(df.toArrow()), apply_defaults(op.meta, params), ctx)
-        return get_spark().createDataFrame(to_arrow(out))
+        out = to_arrow(op.run(to_ray(df.toArrow()), apply_defaults(op.meta, params), ctx))
+        # Rows an op creates leave the runner's bookkeeping columns null, which
+        # Spark's non-nullable literals (e.g. ``_born``) would refuse.
+        out = out.cast(pa.schema([f.with_nullable(True) for f in out.schema]))
+        return get_spark().createDataFrame(out)

@@ -252,6 +252,7 @@ def connected_components(edges, max_rounds: int = 64):
 
     e = edges.select(F.least("a", "b").alias("u"), F.greatest("a", "b").alias("v")) \
         .where(F.col("u") != F.col("v")).distinct().localCheckpoint()
+    n_edges = e.count()
     for _ in range(max_rounds):
         # large-star: every neighbour larger than u attaches to min(N(u) + u)
         both = e.union(e.select(F.col("v").alias("u"), F.col("u").alias("v")))
@@ -267,9 +268,11 @@ def connected_components(edges, max_rounds: int = 64):
                  .union(m2.select(F.col("v").alias("x"), F.col("m").alias("y"))))
         new = small.select(F.least("x", "y").alias("u"), F.greatest("x", "y").alias("v")) \
             .where(F.col("u") != F.col("v")).distinct().localCheckpoint()
-        changed = new.exceptAll(e).limit(1).count() + e.exceptAll(new).limit(1).count()
-        e = new
-        if changed == 0:
+        # Both are distinct edge sets: equal iff same size and new within old.
+        n_new = new.count()
+        same = n_new == n_edges and new.join(e, ["u", "v"], "left_anti").limit(1).count() == 0
+        e, n_edges = new, n_new
+        if same:
             break
     else:
         raise RuntimeError(f"connected components did not converge in {max_rounds} rounds")

@@ -137,6 +137,12 @@ def parse_html(content: bytes, path: str, **_):
 
 
 def parse_warc(content: bytes, path: str, id_field: str | None = None, **_):
+    """Response records become documents; truncation is reported, not hidden.
+
+    warcio stops quietly at a cut-off record, so we check that each payload
+    was read to its declared length and that no bytes are left after the last
+    record it returned.
+    """
     from warcio.archiveiterator import ArchiveIterator
 
     n = 0
@@ -144,24 +150,26 @@ def parse_warc(content: bytes, path: str, id_field: str | None = None, **_):
     try:
         for rec in stream:
             n += 1
+            uri = rec.rec_headers.get_header("WARC-Target-URI")
+            rid = (rec.rec_headers.get_header("WARC-Record-ID") or "").strip("<>")
+            body = rec.content_stream().read()
+            if getattr(rec.raw_stream, "limit", 0):
+                yield _err(n, f"truncated WARC record: {rec.raw_stream.limit} bytes missing",
+                           f"{path} record {n} {uri}", rid or None)
+                continue
             if rec.rec_type != "response":
                 continue  # request/metadata/warcinfo records are not documents
-            uri = rec.rec_headers.get_header("WARC-Target-URI")
-            rid = rec.rec_headers.get_header("WARC-Record-ID") or ""
-            try:
-                body = rec.content_stream().read()
-            except Exception as exc:  # noqa: BLE001 - truncated/corrupt payload
-                yield _err(n, f"unreadable WARC record: {exc}", f"{path} record {n} {uri}", rid or None)
-                continue
             ctype = (rec.http_headers.get_header("Content-Type") if rec.http_headers else "") or ""
             meta = {"path": path, "warc_date": rec.rec_headers.get_header("WARC-Date"),
                     "content_type": ctype}
             html = _decode_html(body)
-            doc_id = rid.strip("<>") if rid else content_id(html)
-            yield _record(n, doc_id, not rid, html=html, url=uri, meta=meta)
-    except Exception as exc:  # noqa: BLE001 - truncated archive: the rest is unreadable
-        yield _err(n + 1, f"truncated or corrupt WARC after record {n}: {exc}",
-                   f"{path} after record {n}")
+            yield _record(n, rid or content_id(html), not rid, html=html, url=uri, meta=meta)
+    except Exception as exc:  # noqa: BLE001 - corrupt archive: the rest is unreadable
+        yield _err(n + 1, f"corrupt WARC after record {n}: {exc}", f"{path} after record {n}")
+        return
+    if content[stream.offset:].strip():
+        yield _err(n + 1, f"truncated WARC: {len(content) - stream.offset} unparsed bytes after "
+                   f"record {n}", f"{path} after record {n}")
 
 
 PARSERS = {"jsonl": parse_jsonl, "csv": parse_csv, "text": parse_text,

@@ -156,7 +156,9 @@ class TrainConfig:
 
     @property
     def domains(self) -> dict[str, str]:
-        return {d: spec["table"] for d, spec in self.raw["data"]["domains"].items()}
+        """Domain -> table, in name order: the order of weights, samplers and
+        checkpoints must not depend on how the YAML happened to list them."""
+        return {d: spec["table"] for d, spec in sorted(self.raw["data"]["domains"].items())}
 
     @property
     def data(self) -> dict[str, Any]:

@@ -8,9 +8,6 @@ rest of the trainer never branches on the device.
 """
 from __future__ import annotations
 
-import os
-import socket
-
 import torch
 import torch.nn.functional as F
 from megatron.core.transformer.module import MegatronModule
@@ -71,12 +68,10 @@ def init_parallel(dev: torch.device) -> None:
     from megatron.core import parallel_state
 
     if not dist.is_initialized():
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        if "MASTER_PORT" not in os.environ:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                os.environ["MASTER_PORT"] = str(s.getsockname()[1])
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=0, world_size=1)
+        # An in-process store: a one-process group needs no TCP rendezvous,
+        # so concurrent runs on one machine never compete for a port.
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", store=dist.HashStore(),
+                                rank=0, world_size=1)
     if not parallel_state.model_parallel_is_initialized():
         parallel_state.initialize_model_parallel(1, 1)
     if dev.type == "cuda":

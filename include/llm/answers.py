@@ -8,6 +8,7 @@ it travels to Ray workers unchanged.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -58,8 +59,6 @@ class Request:
 
     def validate(self, raw: str | None) -> tuple[Any, str | None]:
         """(parsed answer, None) or (None, why it is not acceptable)."""
-        import jsonschema
-
         if raw is None or not raw.strip():
             return None, "empty answer"
         m = FENCE_RE.match(raw)
@@ -68,12 +67,22 @@ class Request:
             parsed = json.loads(text)
         except json.JSONDecodeError as exc:
             return None, f"invalid JSON: {exc.msg} at char {exc.pos}"
-        try:
-            jsonschema.validate(parsed, self.schema)
-        except jsonschema.ValidationError as exc:
-            where = "/".join(str(p) for p in exc.absolute_path) or "answer"
-            return None, f"schema violation at {where}: {exc.message}"
+        error = next(_validator(json.dumps(self.schema, sort_keys=True)).iter_errors(parsed), None)
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "answer"
+            return None, f"schema violation at {where}: {error.message}"
         return parsed, None
+
+
+@functools.lru_cache(maxsize=64)
+def _validator(schema_json: str):
+    """A checked, compiled validator per schema (``jsonschema.validate`` rebuilds it per call)."""
+    import jsonschema
+
+    schema = json.loads(schema_json)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
 
 
 def input_hash(messages: list[dict[str, str]]) -> str:

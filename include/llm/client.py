@@ -88,6 +88,7 @@ class ChatClient:
         import openai
 
         out = Outcome()
+        invalid = None  # the last malformed answer's error outlives later transport errors
         t0 = time.perf_counter()
         for attempt in range(req.max_retries + 1):
             wait = 0.0
@@ -122,10 +123,12 @@ class ChatClient:
                 if err is None:
                     out.parsed, out.error = parsed, None
                     break
-                out.error = f"malformed answer: {err}"
+                out.error = invalid = f"malformed answer: {err}"
                 continue  # a malformed answer is asked again at once
             if attempt < req.max_retries:
                 await asyncio.sleep(wait)
+        if out.error and invalid:
+            out.error = invalid
         out.latency_ms = (time.perf_counter() - t0) * 1000
         return out
 

@@ -9,6 +9,7 @@ exactly the rows whose prompt changed.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -39,20 +40,22 @@ class PromptTemplate:
     def render(self, variables: dict[str, Any]) -> list[dict[str, str]]:
         """Chat messages for one request; a variable the template needs but
         ``variables`` lacks raises ``jinja2.UndefinedError`` naming it."""
-        env = _env()
         values = {**self.defaults, **variables}
         msgs = []
         if self.system.strip():
-            msgs.append({"role": "system", "content": env.from_string(self.system).render(values)})
-        msgs.append({"role": "user", "content": env.from_string(self.user).render(values)})
+            msgs.append({"role": "system", "content": _compiled(self.system).render(values)})
+        msgs.append({"role": "user", "content": _compiled(self.user).render(values)})
         return msgs
 
 
-def _env():
+@functools.lru_cache(maxsize=64)
+def _compiled(source: str):
+    """Compiling a Jinja template costs far more than rendering it: once per process."""
     import jinja2
 
-    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
-                              autoescape=False)
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
+                             autoescape=False)
+    return env.from_string(source)
 
 
 def available() -> dict[str, list[int]]:

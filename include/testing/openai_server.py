@@ -114,6 +114,7 @@ class OpenAIServer:
         self.faults = Faults()
         self.faults.update(faults)
         self.counts: Counter[str] = Counter()
+        self._span: list[float] = []  # wall time of the first and the latest request
         self._attempts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -201,19 +202,26 @@ class OpenAIServer:
                       "total_tokens": prompt_tokens + completion_tokens}})
 
     def _count(self, outcome: str) -> None:
+        now = time.time()
         with self._lock:
             self.counts["requests"] += 1
             self.counts[outcome] += 1
+            self._span = [self._span[0] if self._span else now, now]
 
     # -- control from Python -----------------------------------------------
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
+        """Request counts by outcome; ``first_at``/``last_at``: wall times of requests."""
         with self._lock:
-            return dict(self.counts)
+            out: dict[str, Any] = dict(self.counts)
+            if self._span:
+                out["first_at"], out["last_at"] = self._span
+            return out
 
     def reset(self) -> None:
         with self._lock:
             self.counts.clear()
             self._attempts.clear()
+            self._span = []
 
     def configure(self, **faults: Any) -> None:
         self.faults.update(faults)

@@ -56,7 +56,7 @@ class MinhashDedup(Op):
         sigs = signatures(df, cfg).localCheckpoint()
         edges = pair_jaccard(candidate_pairs(sigs, cfg), sigs, cfg.threshold)
         comps = connected_components(edges.select("a", "b")).localCheckpoint()
-        sizes = comps.groupBy("root").agg((F.count(F.lit(1)) + 1).alias("size"))
+        sizes = comps.groupBy("root").agg(F.count(F.lit(1)).alias("size"))  # root included
         removed = (comps.where(F.col("id") != F.col("root")).join(sizes, "root")
                    .select(F.col("root").alias("a"), F.col("id").alias("b"), "size"))
         measured = pair_jaccard(removed.select("a", "b"), sigs).join(removed, ["a", "b"])

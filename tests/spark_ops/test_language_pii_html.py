@@ -1,0 +1,118 @@
+"""language_filter, pii_redact, html_extract and the row-wise wrapper on real Spark."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from spark_jobs import rowwise
+
+EN = "The committee published its annual report on water quality in the northern rivers."
+FR = "Le comité a publié son rapport annuel sur la qualité de l'eau dans les rivières du nord."
+JA = "委員会は北部の河川の水質に関する年次報告書を公表しました。"
+
+
+def test_language_filter(run_op):
+    rows = [("en", EN), ("fr", FR), ("ja", JA), ("empty", "  "), ("null", None), ("num", "12 34 56")]
+    out = run_op("language_filter", rows, {"languages": ["en"], "min_confidence": 0.65})
+    assert out["en"]["_reason"] is None and out["en"]["lang"] == "en"
+    assert out["en"]["lang_score"] >= 0.65
+    assert out["fr"]["_reason"] == "language_not_allowed" and out["fr"]["lang"] == "fr"
+    assert json.loads(out["fr"]["_detail"])["allowed"] == ["en"]
+    assert out["ja"]["_reason"] == "language_not_allowed" and out["ja"]["lang"] == "ja"
+    assert out["empty"]["_reason"] == "empty" and out["null"]["_reason"] == "empty"
+    assert out["num"]["_reason"] in ("language_not_allowed", "language_low_confidence")
+
+
+def test_language_filter_confidence_and_annotate_only(run_op):
+    strict = run_op("language_filter", [("en", "ok fine")], {"languages": [], "min_confidence": 0.999})
+    assert strict["en"]["_reason"] == "language_low_confidence"
+    loose = run_op("language_filter", [("fr", FR), ("ja", JA)], {"languages": [], "min_confidence": 0})
+    assert loose["fr"]["_reason"] is None and loose["ja"]["lang"] == "ja"
+
+
+PII_CASES = {
+    # id: (text, expected text, kind counts)
+    "email": ("Write to jane.doe+news@example.co.uk today.", "Write to <EMAIL> today.", {"email": 1}),
+    "phone": ("Call +1 (415) 555-2671 or 415.555.2671 now.", "Call <PHONE> or <PHONE> now.",
+              {"phone": 2}),
+    "ip": ("Hosts 192.168.10.20 and 2001:db8::1 answer.", "Hosts <IP_ADDRESS> and <IP_ADDRESS> answer.",
+           {"ip_address": 2}),
+    "card": ("Card 4111 1111 1111 1111 on file.", "Card <CREDIT_CARD> on file.", {"credit_card": 1}),
+    "iban": ("Pay GB82 WEST 1234 5698 7654 32 please.", "Pay <IBAN> please.", {"iban": 1}),
+    # near misses that must stay: Luhn-invalid card, bad IBAN checksum, 999 octet,
+    # version strings, dates, clock times, a year
+    "clean": ("Ref 4111 1111 1111 1112, GB00 WEST 1234 5698 7654 32, 999.1.1.1, v1.2.3.4.5, "
+              "2024-01-15 at 12:30:45 in 1999.", None, None),
+    "cjk": ("連絡先は山田です。", None, None),
+}
+
+
+def test_pii_redact_each_kind_and_near_misses(run_op):
+    out = run_op("pii_redact", [(k, v[0]) for k, v in PII_CASES.items()])
+    for key, (text, expected, counts) in PII_CASES.items():
+        row = out[key]
+        if expected is None:
+            assert row["text"] == text and row["_changed"] is None, key
+        else:
+            assert row["text"] == expected, key
+            assert row["_changed"] == "pii_redact" and json.loads(row["_detail"]) == counts
+        assert row["_reason"] is None and row["_quarantine"] is None
+
+
+def test_pii_redact_kinds_param(run_op):
+    text = "mail a@b.org, call +44 20 7946 0958"
+    out = run_op("pii_redact", [("1", text)], {"kinds": ["email"]})["1"]
+    assert out["text"] == "mail <EMAIL>, call +44 20 7946 0958"
+
+
+PAGE = """<html><head><title>River report</title></head><body>
+<nav><a href="/">Home</a> | <a href="/about">About</a></nav>
+<article><h1>River report</h1>
+<p>The committee published its annual report on water quality in the northern rivers.
+Samples were taken every month at twelve stations along the main channel.</p>
+<p>Nitrate levels fell for the third year in a row, which the authors attribute to
+changes in farming practice upstream and to the new treatment plant.</p></article>
+<footer>Copyright 2024. All rights reserved.</footer></body></html>"""
+
+
+def test_html_extract(run_op):
+    rows = [("page", PAGE, "https://example.org/r"), ("blank", "<html><body></body></html>", None),
+            ("junk", "\x00\x01\x89PNG\r\n\x1a\n\xff\xfe" + "\x07" * 50, None), ("null", None, None),
+            ("ru", "<html><body><p>" + "Это длинный русский текст о реках. " * 20 + "</p></body></html>",
+             None)]
+    out = run_op("html_extract", rows, schema="id string, html string, url string")
+    assert len(out) == 5
+    page = out["page"]
+    assert page["_reason"] is None and page["title"] == "River report"
+    assert "Nitrate levels fell" in page["text"] and "All rights reserved" not in page["text"]
+    assert out["blank"]["_reason"] == "no_text"
+    assert out["junk"]["_reason"] == "no_text" and out["junk"]["_quarantine"] is None
+    assert out["null"]["_reason"] == "no_html"
+    assert out["ru"]["_reason"] is None and "русский" in out["ru"]["text"]
+
+
+def test_html_extract_without_url_column(run_op):
+    out = run_op("html_extract", [("p", PAGE)], schema="id string, html string")
+    assert out["p"]["_reason"] is None and "Nitrate" in out["p"]["text"]
+
+
+def test_rowwise_turns_exceptions_into_quarantine(spark):
+    def boom(row):
+        if row["text"] == "bad":
+            raise ValueError("cannot parse")
+        return {"_reason": "rule_x", "_detail": {"v": 1}} if row["text"] == "drop" else {}
+
+    df = spark.createDataFrame([("1", "ok"), ("2", "bad"), ("3", "drop")], "id string, text string")
+    out = {r["id"]: r for r in rowwise.map_rows(df, boom, op="t", reads=("text",)).collect()}
+    assert out["1"]["_reason"] is None and out["1"]["_quarantine"] is None
+    assert out["2"]["_quarantine"] == "t: ValueError: cannot parse" and out["2"]["text"] == "bad"
+    assert out["3"]["_reason"] == "rule_x" and json.loads(out["3"]["_detail"]) == {"v": 1}
+    counts = rowwise.counts(rowwise.map_rows(df, boom, op="t", reads=("text",)))
+    assert counts == {"total": 3, "kept": 1, "dropped": 1, "quarantined": 1, "dropped_rule_x": 1}
+
+
+def test_rowwise_rejects_missing_column(spark):
+    df = spark.createDataFrame([("1",)], "id string")
+    with pytest.raises(ValueError, match="lacks column"):
+        rowwise.map_rows(df, lambda r: {}, op="t", reads=("text",))
