@@ -2,7 +2,7 @@
 
 ``vLLMEngineProcessorConfig`` + ``build_processor`` run vLLM replicas as a
 warm actor pool with continuous batching; answers are constrained to the
-schema with guided decoding (``guided_decoding={"json": schema}``) and then
+schema with guided decoding (``structured_outputs={"json": schema}``) and then
 validated like any other engine's. Rows whose answer is still invalid are
 sent through the processor again, up to ``max_retries`` passes, then come
 back with ``_llm_error``. vLLM and its Ray Data stages are imported only when
@@ -31,7 +31,7 @@ class VLLMEngine(LLMEngine):
             model_source=self.config.model, engine_kwargs=engine_kwargs,
             concurrency=self.workers, batch_size=self.batch_size, **opts)
         sampling = {"temperature": request.temperature, "max_tokens": request.max_tokens,
-                    "guided_decoding": {"json": request.schema}}
+                    "structured_outputs": {"json": request.schema}}
 
         def pre(row: dict[str, Any]) -> dict[str, Any]:
             return {**row, "messages": json.loads(row["_llm_messages"]),
@@ -79,4 +79,4 @@ class VLLMEngine(LLMEngine):
 _VLLM_COLUMNS = {"messages", "sampling_params", "generated_text", "generated_tokens",
                  "num_input_tokens", "num_generated_tokens", "time_taken_llm", "prompt",
                  "prompt_token_ids", "request_id", "params", "embeddings", "metrics",
-                 "batch_uuid", "finish_reason", "tokenized_prompt"}
+                 "batch_uuid", "finish_reason", "tokenized_prompt", "__inference_error__"}
