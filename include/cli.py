@@ -24,6 +24,13 @@ def _quiet() -> None:
 
     warnings.filterwarnings("ignore")
     logging.getLogger("py4j").setLevel(logging.ERROR)
+    # Progress of datamill's own stages on stderr; stdout stays machine-readable.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s", "%H:%M:%S"))
+    dm = logging.getLogger("datamill")
+    dm.addHandler(handler)
+    dm.setLevel(logging.INFO)
+    dm.propagate = False
 
 
 def cmd_ops(args) -> int:

@@ -86,6 +86,20 @@ class Op:
 
     meta: OpMeta
 
+    @classmethod
+    def columns_added(cls, params: dict[str, Any]) -> tuple[str, ...]:
+        """Columns this op adds with these (defaulted) params; the validator
+        uses it. Most ops add a fixed set, ``meta.adds``; an op whose columns
+        depend on its params (e.g. fields of a schema) overrides this."""
+        return cls.meta.adds
+
+    @classmethod
+    def columns_required(cls, params: dict[str, Any]) -> tuple[str, ...]:
+        """Columns this op reads with these params (``meta.requires`` plus,
+        e.g., the columns of a ``where`` expression); may raise ValueError
+        for a param the JSON schema cannot judge."""
+        return cls.meta.requires
+
     def run(self, df, params: dict[str, Any], ctx: StepContext):  # pragma: no cover
         raise NotImplementedError
 

@@ -13,6 +13,7 @@ be retried alone.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,6 +26,7 @@ from include.registry import CONTROL_COLUMNS, StepContext, get_op
 from include.spec import SOURCE_COLUMNS, PipelineSpec, Step, load_spec
 
 RAW_LIMIT = 65536
+log = logging.getLogger("datamill.runner")
 
 
 class ConservationError(RuntimeError):
@@ -269,12 +271,17 @@ def run_stage(spec: PipelineSpec, stage_index: int, run_id: str, lake: str | Non
     lh = Lakehouse(lake_root(lake))
     stages = plan_stages(spec)
     stage = stages[stage_index]
+    t0 = time.time()
+    log.info("%s run %s: stage %s starting", spec.name, run_id, stage.task_id)
     if stage.kind == "ingest":
-        return run_ingest(spec, run_id, lh)
-    inp = _stage_input(spec, stages, stage_index, lh)
-    if stage.kind == "publish":
-        return run_publish(spec, inp, run_id, lh, started)
-    return run_steps(spec, stage, inp, run_id, lh)
+        result = run_ingest(spec, run_id, lh)
+    elif stage.kind == "publish":
+        result = run_publish(spec, _stage_input(spec, stages, stage_index, lh), run_id, lh, started)
+    else:
+        result = run_steps(spec, stage, _stage_input(spec, stages, stage_index, lh), run_id, lh)
+    log.info("%s run %s: stage %s done in %.1f s: %s", spec.name, run_id, stage.task_id,
+             time.time() - t0, json.dumps(result, default=str)[:2000])
+    return result
 
 
 def run_pipeline(spec: PipelineSpec | str, lake: str | None = None,

@@ -214,19 +214,30 @@ def validate_raw(raw: Any) -> list[str]:
         for k in sorted(set(step) - {"op", "params"}):
             errs.append(f"{label}: unknown key {k!r} (allowed: op, params)")
         try:
-            meta = get_op(step["op"]).meta
+            op_cls = get_op(step["op"])
         except UnknownOpError as exc:
             errs.append(f"{label}: {exc.args[0]}")
             available = None
             continue
-        errs.extend(_param_errors(label, meta.params, step.get("params") or {}))
+        meta = op_cls.meta
+        perrs = _param_errors(label, meta.params, step.get("params") or {})
+        errs.extend(perrs)
+        required = meta.requires
+        if not perrs:
+            try:
+                required = op_cls.columns_required(apply_defaults(meta, step.get("params")))
+            except ValueError as exc:
+                errs.append(f"{label}: {exc}")
         if available is not None:
-            missing = [c for c in meta.requires if c not in available]
+            missing = [c for c in required if c not in available]
             if missing:
                 errs.append(f"{label}: requires column(s) {', '.join(missing)}, which neither the "
                             f"source nor an earlier step provides (available: "
                             f"{', '.join(sorted(available))})")
-            available |= set(meta.adds)
+            if perrs:
+                available |= set(meta.adds)
+            else:
+                available |= set(op_cls.columns_added(apply_defaults(meta, step.get("params"))))
     return errs
 
 

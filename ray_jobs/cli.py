@@ -49,10 +49,9 @@ def cmd_train(args) -> int:
 
     try:
         pos, neg = [], []
-        if args.positive:
-            pos += _texts(read_texts(args.positive, args.text_field), args.text_field, args.positive)
-        if args.negative:
-            neg += _texts(read_texts(args.negative, args.text_field), args.text_field, args.negative)
+        for path, into in ((args.positive, pos), (args.negative, neg)):
+            if path:
+                into += _texts(read_texts(path, args.text_field), args.text_field, path)
         examples = args.examples or (None if (pos or neg) else str(BUNDLED_EXAMPLES))
         if examples:
             for r in read_texts(examples, args.text_field):

@@ -88,7 +88,8 @@ def run_llm(ds, params: dict[str, Any], ctx: StepContext, request: Request) -> p
             if r["_llm_parsed"] is not None and not r["_llm_cached"]:
                 pending.append({"model": config.model, "template": template_id,
                                 "params_hash": params_hash, "input_hash": r["_llm_key"],
-                                "answer": r["_llm_parsed"], "prompt_tokens": r["_llm_prompt_tokens"],
+                                "answer": r["_llm_parsed"],
+                                "prompt_tokens": r["_llm_prompt_tokens"],
                                 "completion_tokens": r["_llm_completion_tokens"]})
         if len(pending) >= CACHE_FLUSH_ROWS:
             cache.append(pending)

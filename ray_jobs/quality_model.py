@@ -47,7 +47,7 @@ def versions(lake: str | Path, name: str) -> list[int]:
     if not d.is_dir():
         return []
     return sorted(int(p.name[1:]) for p in d.iterdir()
-                  if p.name.startswith("v") and p.name[1:].isdigit() and (p / "model.json").exists())
+                  if p.name[:1] == "v" and p.name[1:].isdigit() and (p / "model.json").exists())
 
 
 def load(lake: str | Path, name: str, version: int | None = None) -> QualityModel:

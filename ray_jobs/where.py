@@ -22,13 +22,22 @@ class WhereError(ValueError):
     pass
 
 
-def compile_where(text: str, columns: list[str] | None = None) -> pc.Expression:
-    """The Arrow expression for ``text``; unknown columns are an error naming them."""
+def _parse(text: str) -> ast.AST:
     try:
-        tree = ast.parse(text, mode="eval").body
+        return ast.parse(text, mode="eval").body
     except SyntaxError as exc:
         raise WhereError(f"where {text!r} is not a valid expression: {exc.msg}") from None
-    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+
+
+def where_columns(text: str) -> set[str]:
+    """The columns an expression reads (what the spec validator checks)."""
+    return {n.id for n in ast.walk(_parse(text)) if isinstance(n, ast.Name)}
+
+
+def compile_where(text: str, columns: list[str] | None = None) -> pc.Expression:
+    """The Arrow expression for ``text``; unknown columns are an error naming them."""
+    tree = _parse(text)
+    names = where_columns(text)
     if columns is not None and names - set(columns):
         raise WhereError(f"where {text!r} uses unknown column(s) {sorted(names - set(columns))}; "
                          f"columns: {sorted(columns)}")

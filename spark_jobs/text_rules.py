@@ -74,6 +74,11 @@ class Doc:
         return num / self.n_words if self.n_words else float("inf")
 
     @cached_property
+    def alpha_ratio(self) -> float:
+        tokens = self.text.split()
+        return sum(any(c.isalpha() for c in t) for t in tokens) / len(tokens) if tokens else 0.0
+
+    @cached_property
     def mean_word_length(self) -> float:
         return sum(map(len, self.words)) / self.n_words if self.n_words else 0.0
 
@@ -169,9 +174,9 @@ RULES: tuple[Rule, ...] = (
     Rule("max_ellipsis_lines_ratio", "max",
          lambda d: sum(ln.rstrip().endswith(("...", "…")) for ln in d.lines) / len(d.lines),
          "fraction of lines ending with an ellipsis"),
-    Rule("min_alpha_words_ratio", "min",
-         lambda d: sum(any(c.isalpha() for c in w) for w in d.words) / d.n_words if d.n_words else 0.0,
-         "fraction of words with a letter"),
+    # the paper's words here are whitespace-separated, so "=" and "1.2" count
+    Rule("min_alpha_words_ratio", "min", lambda d: d.alpha_ratio,
+         "fraction of whitespace-separated words with a letter"),
     Rule("min_stop_words", "min",
          lambda d: len(STOP_WORDS.intersection(w.lower() for w in d.words)),
          "distinct English stop words present", "integer"),

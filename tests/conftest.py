@@ -27,9 +27,15 @@ DATAMILL = str(ROOT / ".venv" / "bin" / "datamill")
 
 @pytest.fixture(scope="session")
 def spark():
-    from spark_jobs.session import get_spark
+    import logging
 
-    return get_spark()
+    from spark_jobs.session import get_spark, stop_spark
+
+    # py4j logs "closing connection" at interpreter exit, after pytest has
+    # closed the captured streams; stop Spark while they are still open.
+    logging.getLogger("py4j").setLevel(logging.ERROR)
+    yield get_spark()
+    stop_spark()
 
 
 @pytest.fixture

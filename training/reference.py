@@ -17,21 +17,26 @@ PRIOR = 20.0
 
 
 class Bigram:
-    """A Dirichlet-smoothed bigram model over token ids."""
+    """A Dirichlet-smoothed bigram model over token ids.
+
+    Keeps the raw counts and scores only the pairs asked for: a full
+    log-probability table would cost ``vocab**2`` logs per model for a few
+    thousand lookups.
+    """
 
     def __init__(self, windows: np.ndarray, vocab: int) -> None:
-        stream = windows.reshape(-1)
-        uni = np.bincount(stream, minlength=vocab).astype(np.float64) + 0.5
-        uni /= uni.sum()
+        self.vocab = vocab
+        uni = np.bincount(windows.reshape(-1), minlength=vocab).astype(np.float64) + 0.5
+        self.uni = uni / uni.sum()
         pairs = windows[:, :-1].reshape(-1) * vocab + windows[:, 1:].reshape(-1)
-        counts = np.bincount(pairs, minlength=vocab * vocab).astype(np.float32)
-        counts = counts.reshape(vocab, vocab)
-        row = counts.sum(1, keepdims=True)
-        self.logp = np.log((counts + PRIOR * uni[None, :].astype(np.float32)) / (row + PRIOR))
+        self.pairs = np.bincount(pairs, minlength=vocab * vocab)
+        self.rows = np.bincount(windows[:, :-1].reshape(-1), minlength=vocab)
 
     def sample_loss(self, windows: np.ndarray) -> np.ndarray:
         """Mean next-token loss per window ``[n]``."""
-        return -self.logp[windows[:, :-1], windows[:, 1:]].mean(1)
+        prev, nxt = windows[:, :-1], windows[:, 1:]
+        p = (self.pairs[prev * self.vocab + nxt] + PRIOR * self.uni[nxt]) / (self.rows[prev] + PRIOR)
+        return -np.log(p).mean(1)
 
 
 class BigramReference:
@@ -46,14 +51,22 @@ class BigramReference:
 
     def __init__(self, train: dict[str, np.ndarray], val: dict[str, np.ndarray],
                  domains: list[str], vocab: int) -> None:
-        self.domains = domains
-        self.domain_loss = np.array([
-            Bigram(train[d], vocab).sample_loss(val[d]).mean() for d in domains])
-        self.holdout = [Bigram(val[d], vocab) for d in domains]
+        self.train, self.val, self.domains, self.vocab = train, val, domains, vocab
+        self._domain_loss: np.ndarray | None = None
+        self._holdout: list[Bigram] | None = None
+
+    @property
+    def domain_loss(self) -> np.ndarray:
+        if self._domain_loss is None:
+            self._domain_loss = np.array([
+                Bigram(self.train[d], self.vocab).sample_loss(self.val[d]).mean() for d in self.domains])
+        return self._domain_loss
 
     def sample_loss(self, windows: np.ndarray, domains: np.ndarray) -> np.ndarray:
+        if self._holdout is None:
+            self._holdout = [Bigram(self.val[d], self.vocab) for d in self.domains]
         out = np.empty(len(windows))
         for d in np.unique(domains):
             rows = domains == d
-            out[rows] = self.holdout[d].sample_loss(windows[rows])
+            out[rows] = self._holdout[d].sample_loss(windows[rows])
         return out

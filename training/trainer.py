@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np

@@ -121,5 +121,9 @@ class OpenAIEngine(LLMEngine):
             fn_constructor_kwargs={"config": self.config, "request": request,
                                    "cached": ray.put(cached), "concurrency": per_worker,
                                    "rate_limit_rps": rps},
-            # I/O-bound: a fraction of a CPU each, so the pool fits beside other stages.
-            compute=ray.data.ActorPoolStrategy(size=self.workers), num_cpus=0.25)
+            # Several blocks in flight per actor, all on its one event loop, so the
+            # concurrency slots stay full across block boundaries. I/O-bound: a
+            # fraction of a CPU each, so the pool fits beside other stages.
+            compute=ray.data.ActorPoolStrategy(size=self.workers,
+                                               max_concurrent_calls_per_actor=4),
+            num_cpus=0.25)

@@ -89,6 +89,3 @@ def load_template(ref: str) -> PromptTemplate:
                           defaults=doc.get("defaults") or {},
                           digest=hashlib.sha256(raw.encode()).hexdigest()[:16])
 
-
-def schema_json(schema: dict[str, Any]) -> str:
-    return json.dumps(schema, sort_keys=True)

@@ -53,6 +53,21 @@ def docs():
                     yield f"{m.name}.{name}.{mname}", "method", meth.__doc__
 
 
+def code_chunks(lines_per_chunk: int = 60):
+    """Windows of the stdlib's own Python source: the 'code' domain."""
+    import sysconfig
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for path in sorted(stdlib.glob("*.py")):
+        if path.name.startswith(SKIP):
+            continue
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        for start in range(0, len(lines), lines_per_chunk):
+            chunk = "\n".join(lines[start:start + lines_per_chunk]).strip()
+            if chunk:
+                yield f"src:{path.name}:{start + 1}", chunk
+
+
 def main() -> None:
     HERE.mkdir(parents=True, exist_ok=True)
     n = 0
@@ -75,7 +90,17 @@ def main() -> None:
         b'{"id": "py:json.dumps", "text": "A second record reusing an id that already exists in the stdlib file."}',
     ]
     (HERE / "zz_bad_lines.jsonl").write_bytes(b"\n".join(bad) + b"\n")
-    print(f"{n} documents, {len(bad)} bad lines")
+    code_dir = HERE.parent / "code"
+    code_dir.mkdir(exist_ok=True)
+    m = 0
+    with (code_dir / "stdlib_source.jsonl").open("w", encoding="utf-8") as fh:
+        for cid, chunk in code_chunks():
+            fh.write(json.dumps({"id": cid, "text": chunk, "source": f"CPython {sys.version.split()[0]} stdlib",
+                                 "license": "PSF-2.0"}, ensure_ascii=False) + "\n")
+            m += 1
+            if m >= LIMIT:
+                break
+    print(f"{n} documents, {len(bad)} bad lines, {m} code chunks")
 
 
 if __name__ == "__main__":

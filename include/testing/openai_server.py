@@ -133,7 +133,8 @@ class OpenAIServer:
         return app
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "datamill-test", "object": "model"}]})
+        return web.json_response({"object": "list",
+                                  "data": [{"id": "datamill-test", "object": "model"}]})
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())
@@ -187,7 +188,8 @@ class OpenAIServer:
         if outcome == "timeout":
             await asyncio.sleep(self.faults.hang_s)
         rf = body.get("response_format") or {}
-        schema = (rf.get("json_schema") or {}).get("schema") if rf.get("type") == "json_schema" else None
+        schema = ((rf.get("json_schema") or {}).get("schema")
+                  if rf.get("type") == "json_schema" else None)
         content = json.dumps(expected_answer(messages, schema))
         if outcome == "malformed":
             content = content[: max(1, len(content) // 2)]  # truncated JSON

@@ -40,6 +40,16 @@ def _arrow_type(schema: dict) -> pa.DataType | None:
         **llm_params("llm_annotate")}},
     requires=("id", "text"), adds=("llm_annotations",))
 class LLMAnnotate(Op):
+    @classmethod
+    def columns_added(cls, params):
+        """``llm_annotations`` plus one column per scalar field of the schema."""
+        from include.prompts import load_template
+
+        schema = params.get("schema") or load_template(params["template"]).schema
+        fields = [params["prefix"] + k for k, s in schema.get("properties", {}).items()
+                  if _arrow_type(s) is not None]
+        return ("llm_annotations", *fields)
+
     def run(self, ds, params, ctx):
         variables = {"instructions": params["instructions"]} if params.get("instructions") else {}
         request = build_request(params, schema=params.get("schema"), variables=variables)

@@ -62,6 +62,14 @@ def created_rows(parents: pa.Table, key: str, id_fmt: str, parent_fmt: str,
         **llm_params("llm_augment")}},
     requires=("id", "text"))
 class LLMAugment(Op):
+    @classmethod
+    def columns_required(cls, params):
+        """The op's own columns plus those its ``where`` selector reads."""
+        from ray_jobs.where import where_columns
+
+        extra = sorted(where_columns(params["where"])) if params.get("where") else []
+        return (*cls.meta.requires, *[c for c in extra if c not in cls.meta.requires])
+
     def run(self, ds, params, ctx):
         variables = {"n": params["n"]}
         if params.get("instructions"):

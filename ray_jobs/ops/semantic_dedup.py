@@ -20,7 +20,7 @@ from ray_jobs.ops._common import finish, set_column
     threshold (SemDeDup). The ledger names the survivor and the cosine.""",
     params={"properties": {
         "threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.85,
-                      "description": "cosine similarity at or above which two texts are duplicates"},
+                      "description": "cosine at or above which two texts are duplicates"},
         "cluster_size": {"type": "integer", "minimum": 2, "default": 2000,
                          "description": "target documents per k-means cluster"},
         "seed": {"type": "integer", "default": 0},
@@ -39,8 +39,9 @@ class SemanticDedup(Op):
                                              "threads": params["threads"]},
             batch_format="pyarrow", batch_size=params["batch_size"],
             compute=ray.data.ActorPoolStrategy(size=params["workers"]), num_cpus=params["threads"]))
-        if "_emb" not in embedded.column_names:  # no rows: nothing reached the workers
-            embedded = embedded.append_column("_emb", pa.array([], pa.list_(pa.float32(), 384)))
+        if embedded.num_rows == 0:  # nothing reached the workers
+            empty = set_column(to_arrow(ds), "semantic_cluster", pa.array([], pa.int64()))
+            return finish(with_control(empty), ctx)
         emb = as_matrix(embedded.column("_emb"))
         ids = [str(i) for i in embedded.column("id").to_pylist()]
         labels = cluster(emb, params["cluster_size"], params["seed"])

@@ -48,7 +48,9 @@ class _ExtractRow:
     HTML, is removed with reason no_text / no_html. Pages longer than max_html_chars are cut
     before parsing so memory stays bounded.""",
     params={"type": "object", "properties": {
-        "fast": {"type": "boolean", "default": True,
+        # Measured on Debian's HTML docs (benchmarks/README.md): fast mode was
+        # no faster and extracted less, so the fallbacks stay on by default.
+        "fast": {"type": "boolean", "default": False,
                  "description": "trafilatura's own extractor only, without the readability/"
                                 "justext fallbacks"},
         "include_tables": {"type": "boolean", "default": True,

@@ -4,11 +4,12 @@ from __future__ import annotations
 from typing import Any
 
 from include.registry import Op, StepContext, apply_defaults, register_op
-from spark_jobs.minhash import (MinhashConfig, candidate_pairs, connected_components,
-                                pair_jaccard, signatures)
 
 
-def config_from(params: dict[str, Any]) -> MinhashConfig:
+def config_from(params: dict[str, Any]):
+    # spark_jobs.minhash imports numpy; DAG parsing reads this module's metadata only.
+    from spark_jobs.minhash import MinhashConfig
+
     return MinhashConfig(
         threshold=params["threshold"], num_perm=params["num_perm"], ngram=params["ngram"],
         bands=params["bands"], rows=params["rows"], max_shingles=params["max_shingles"],
@@ -49,6 +50,9 @@ def config_from(params: dict[str, Any]) -> MinhashConfig:
     requires=("text",), adds=())
 class MinhashDedup(Op):
     def run(self, df, params: dict[str, Any], ctx: StepContext):
+        from spark_jobs.minhash import (candidate_pairs, connected_components, pair_jaccard,
+                                        signatures)
+
         from pyspark.sql import functions as F
 
         cfg = config_from(apply_defaults(self.meta, params))

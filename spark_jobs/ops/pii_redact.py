@@ -16,6 +16,7 @@ _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 _PHONE_HINT = re.compile(r"\d[\d\s().\-/]{5,}\d")
+_SAFE_CUT = re.compile(r"[^\d\s()+.\-/]\s+")
 # Issuer prefixes (Visa, Mastercard, Amex, Discover/UnionPay, JCB, Diners): Luhn
 # alone passes one random digit string in ten.
 _CARD_PREFIX = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|3[0689]|6)")
@@ -56,13 +57,41 @@ def _ibans(text):
     return [(m.start(), m.end()) for m in _IBAN.finditer(text) if iban.is_valid(m.group())]
 
 
-def _phones(text, region):
+def _phones(text, region, chunk=20000):
     import phonenumbers
 
     if not _PHONE_HINT.search(text):
         return []
-    return [(m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(
-        text, region, leniency=phonenumbers.Leniency.VALID)]
+    # The matcher gives up after 65 535 candidates per call, so long documents
+    # go through in chunks, cut at whitespace after a character no phone
+    # number contains (a space alone may sit inside "+1 415 555 2671").
+    spans, start = [], 0
+    while start < len(text):
+        end = min(len(text), start + chunk)
+        if end < len(text):
+            last = None
+            for last in _SAFE_CUT.finditer(text, max(start + 1, end - 2000), end):
+                pass
+            end = last.end() if last else end
+        part = text[start:end]
+        if _PHONE_HINT.search(part):
+            spans += [(start + m.start, start + m.end) for m in phonenumbers.PhoneNumberMatcher(
+                part, region, leniency=phonenumbers.Leniency.VALID)]
+        start = end
+    return spans
+
+
+def _add_disjoint(found: list[tuple[int, int, str]], spans, kind: str) -> None:
+    """Insert spans that overlap nothing already found; ``found`` stays sorted."""
+    import bisect
+
+    for s, e in spans:
+        i = bisect.bisect_left(found, (s, e, kind))
+        if i > 0 and found[i - 1][1] > s:
+            continue
+        if i < len(found) and found[i][0] < e:
+            continue
+        found.insert(i, (s, e, kind))
 
 
 class _PiiRow:
@@ -80,10 +109,8 @@ class _PiiRow:
                 continue
             hits = {"email": _emails, "ip_address": _ips, "credit_card": _cards,
                     "iban": _ibans}.get(kind)
-            spans = hits(text) if hits else _phones(text, self.region)
-            found += [(s, e, kind) for s, e in spans
-                      if not any(s < fe and fs < e for fs, fe, _ in found)]
-        return sorted(found)
+            _add_disjoint(found, hits(text) if hits else _phones(text, self.region), kind)
+        return found
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         text = row["text"]

@@ -20,7 +20,8 @@ PARAPHRASES = [
     ("q1", "To reset your password, open the settings page and click 'Forgot password'."),
     ("q2", "Open the settings page and choose 'Forgot password' to reset your password."),
     ("r1", "The stock market fell sharply on Monday after weak economic data was released."),
-    ("r2", "After the release of weak economic figures, the stock market dropped steeply on Monday."),
+    ("r2", "After the release of weak economic figures, the stock market dropped steeply "
+           "on Monday."),
 ]
 DISTINCT = [
     ("x1", "Photosynthesis lets plants turn sunlight, water and carbon dioxide into sugar."),

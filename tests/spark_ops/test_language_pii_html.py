@@ -116,3 +116,15 @@ def test_rowwise_rejects_missing_column(spark):
     df = spark.createDataFrame([("1",)], "id string")
     with pytest.raises(ValueError, match="lacks column"):
         rowwise.map_rows(df, lambda r: {}, op="t", reads=("text",))
+
+
+def test_pii_long_document_every_match_redacted():
+    """Chunked phone matching: nothing lost at chunk edges or past 65 535 candidates."""
+    from include.registry import apply_defaults, get_op
+    from spark_jobs.ops.pii_redact import _PiiRow
+
+    unit = "Call +1 415 555 2671 or mail a@b.org now. "
+    text = unit * 3000  # ~130 kB, several matcher chunks
+    out = _PiiRow(apply_defaults(get_op("pii_redact").meta, {}))({"text": text})
+    assert out["_detail"] == {"phone": 3000, "email": 3000}
+    assert out["text"] == "Call <PHONE> or mail <EMAIL> now. " * 3000

@@ -7,8 +7,6 @@ from spark_ops_samples import GOOD
 
 from spark_jobs.text_rules import PRESETS, RULES, RULES_BY_NAME, SETTINGS, active_rules, check
 
-
-
 _WORDS = "alpha beta gamma delta epsilon zeta theta iota kappa lambda omicron sigma".split()
 
 

@@ -36,7 +36,8 @@ def test_every_dag_file_imports_fast(airflow_db):
         assert stat.duration.total_seconds() < 1.0, stat
     dag = bag.dags["datamill__stdlib_docs"]
     assert dag.max_active_runs == 1
-    assert [t.task_id for t in dag.tasks] == ["ingest", "s1_normalize__s2_quality_filter", "publish"]
+    assert [t.task_id for t in dag.tasks] == ["ingest", "s1_normalize__s2_quality_filter",
+                                             "s3_exact_dedup", "s4_minhash_dedup", "publish"]
     assert "s2_quality_filter__min_words" in dag.params
     assert all(t.retries >= 1 for t in dag.tasks)
 

@@ -80,3 +80,21 @@ def test_cli_validate_exit_codes(tmp_path):
     assert r.returncode == 1 and "step 1 (quality_filter)" in r.stderr
     assert run_cli("validate").returncode == 2
     assert run_cli("validate", str(tmp_path / "missing.yaml")).returncode == 1
+
+
+def test_columns_from_param_dependent_ops_are_known():
+    """llm_annotate adds a column per schema field: later steps may require them."""
+    from include.registry import get_op
+
+    ann = get_op("llm_annotate")
+    raw = base(steps=[{"op": "llm_annotate"}, {"op": "llm_augment", "params": {"where": "difficulty >= 4"}}])
+    cols = ann.columns_added(parse(raw).steps[0].params)
+    assert {"llm_annotations", "topic", "difficulty"} <= set(cols)
+    assert errors(raw) == ""
+
+
+def test_where_selector_columns_are_checked_before_running():
+    raw = base(steps=[{"op": "llm_augment", "params": {"where": "difficulty >= 4"}}])
+    assert "step 1 (llm_augment): requires column(s) difficulty" in errors(raw)
+    raw = base(steps=[{"op": "llm_augment", "params": {"where": "difficulty >="}}])
+    assert "step 1 (llm_augment): where 'difficulty >=' is not a valid expression" in errors(raw)

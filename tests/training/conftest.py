@@ -38,8 +38,8 @@ def prepared(tmp_path_factory, gold_lake) -> Path:
 @pytest.fixture
 def make_config(tmp_path, prepared):
     """Build a TrainConfig in a fresh run folder that reuses the prepared tokens."""
-    def make(name: str = "run", **sections) -> TrainConfig:
-        out = tmp_path / name
+    def make(folder: str = "run", **sections) -> TrainConfig:
+        out = tmp_path / folder
         raw = base_raw(out)
         for key, value in sections.items():
             if isinstance(value, dict) and isinstance(raw.get(key), dict):

@@ -90,11 +90,15 @@ def test_static_normalises_and_checks_domains():
 
 
 def test_doremi_exponentiated_gradient_on_excess_loss():
-    s = strategy_class("doremi")(DOMS, eta=0.5, ema=0.0, floor=0.0,
+    s = strategy_class("doremi")(DOMS, eta=0.5, ema=0.0, floor=0.0, decay=0.05,
                                  reference={"a": 2.0, "b": 2.0, "c": 5.0})
     # a: 1 nat above its reference, b: at it, c: below it (clipped to 0).
     s.update(batch_of([0, 1, 2]), np.array([3.0, 2.0, 4.0]), FixedSignals())
     expect = np.exp([0.5, 0.0, 0.0])
+    np.testing.assert_allclose(s.domain_weights(None), expect / expect.sum())
+    # decay pulls the accumulated log-weights towards uniform before each step.
+    s.update(batch_of([0, 1, 2]), np.array([3.0, 2.0, 4.0]), FixedSignals())
+    expect = np.exp([0.95 * 0.5 + 0.5, 0.0, 0.0])
     np.testing.assert_allclose(s.domain_weights(None), expect / expect.sum())
     # The bigram default asks the trainer for its reference losses.
     t = strategy_class("doremi")(DOMS, ema=0.0, floor=0.0)
@@ -176,9 +180,9 @@ def test_composition_rules():
     assert stack.candidate_factor == 2.0 and stack.names == ["doremi", "loss_reweight", "loss_select"]
     w = stack.sample_weights(batch_of([0, 1]), np.array([1.0, 3.0]), None)
     assert w[0] > w[1] and w.mean() == pytest.approx(1)
-    with pytest.raises(StrategyError, match="all set domain weights"):
+    with pytest.raises(StrategyError, match="all return domain weights"):
         build_mixer({"strategy": [{"strategy": "doremi"}, {"strategy": "odm"}]}, DOMS)
-    with pytest.raises(StrategyError, match="all set select"):
+    with pytest.raises(StrategyError, match="all return a selection mask"):
         build_mixer({"strategy": [{"strategy": "loss_select"}, {"strategy": "grad_select"}]}, DOMS)
     # Only reweighting: the mixture stays uniform.
     only = build_mixer({"strategy": "loss_reweight"}, DOMS)
@@ -195,3 +199,23 @@ def test_state_round_trip_continues_identically():
     for m in (a, b):
         m.update(batch_of([0, 1, 2]), np.array([1.0, 4.0, 2.0]), sig)
     np.testing.assert_array_equal(a.domain_weights(sig), b.domain_weights(sig))
+
+
+def test_bigram_reference_scores_structure_below_shuffled_text():
+    from training.reference import PRIOR, Bigram
+
+    rng = np.random.default_rng(0)
+    stream = np.tile(rng.permutation(50), 40)            # a fixed successor per token
+    windows = stream[: 33 * 60].reshape(60, 33)
+    shuffled = rng.permutation(windows.reshape(-1)).reshape(60, 33)
+    model = Bigram(windows, 64)
+    assert model.sample_loss(windows).mean() < 0.5 < 3.0 < model.sample_loss(shuffled).mean()
+    # The smoothed estimate, written out for one pair.
+    counts = np.zeros((64, 64))
+    np.add.at(counts, (windows[:, :-1].ravel(), windows[:, 1:].ravel()), 1)
+    uni = np.bincount(windows.ravel(), minlength=64) + 0.5
+    uni = uni / uni.sum()
+    a, b = windows[0, 0], windows[0, 1]
+    p = (counts[a, b] + PRIOR * uni[b]) / (counts[a].sum() + PRIOR)
+    w = np.array([[a, b]])
+    assert model.sample_loss(w)[0] == pytest.approx(-np.log(p))

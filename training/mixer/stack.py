@@ -18,10 +18,10 @@ class MixerStack(Strategy):
     def __init__(self, domains: list[str], strategies: list[Strategy]) -> None:
         super().__init__(domains)
         self.strategies = strategies
-        for hook in ("domain_weights", "select"):
+        for hook, what in (("domain_weights", "domain weights"), ("select", "a selection mask")):
             owners = [s.name for s in strategies if _overrides(s, hook)]
             if len(owners) > 1:
-                raise StrategyError(f"strategies {owners} all set {hook.replace('_', ' ')}; "
+                raise StrategyError(f"strategies {owners} all return {what}; "
                                     "combine at most one of them with others")
         self.candidate_factor = max(s.candidate_factor for s in strategies)
         self.names = [s.name for s in strategies]
