@@ -1,23 +1,39 @@
-"""The generated DAGs under real Airflow: import, parse time, dag.test()."""
+"""The generated DAGs under real Airflow: import, parse time, and the seven
+Spark ops from one spec giving the same gold table through dag.test() and
+through the `datamill run` command line."""
+import html
 import json
-import time
+import os
+import subprocess
+import sys
 
 import pytest
 
-from include.lakehouse import Lakehouse
-from include.runner import run_pipeline
-from tests.conftest import ROOT, clean_texts, write_spec
+from include.lakehouse import LEDGER, Lakehouse
+from tests.conftest import ROOT, clean_texts, run_cli, write_spec
 
 SPEC = """
 version: 1
 name: af
-source: {{path: {src}, format: jsonl, id_field: id}}
+source: {{path: {src}, format: html}}
 steps:
+  - op: html_extract
   - op: normalize
+  - op: language_filter
+    params: {{languages: [en]}}
   - op: quality_filter
     params: {{min_words: 40}}
+  - op: pii_redact
+  - op: exact_dedup
+  - op: minhash_dedup
+    params: {{threshold: 0.8}}
 output: {{table: gold/af}}
 """
+GERMAN = ("Die Bibliothek stellt Funktionen bereit, mit denen sich Dateien lesen und schreiben "
+          "lassen. Jede Funktion prüft ihre Argumente und meldet Fehler mit einer klaren "
+          "Beschreibung, damit Benutzer wissen, was schiefgelaufen ist und wie sie es beheben "
+          "können. Die Beispiele in diesem Abschnitt zeigen die häufigsten Anwendungsfälle und "
+          "erklären, welche Parameter wofür gedacht sind und welche Werte zulässig sind.")
 
 
 def _dagbag():
@@ -28,12 +44,29 @@ def _dagbag():
     return DagBag(dag_folder=str(ROOT / "dags"))
 
 
-def test_every_dag_file_imports_fast(airflow_db):
+PARSE_ONE = """
+import sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+assert not bag.import_errors, bag.import_errors
+print(max(s.duration.total_seconds() for s in bag.dagbag_stats))
+"""
+
+
+@pytest.mark.parametrize("dag_file", sorted(p.name for p in (ROOT / "dags").glob("*.py")))
+def test_dag_file_parses_under_a_second(airflow_db, dag_file):
+    """Airflow's own DagBag timing, first parse in a fresh interpreter (no
+    module of ours imported yet), as the DAG processor sees it."""
+    r = subprocess.run([sys.executable, "-c", PARSE_ONE, str(ROOT / "dags" / dag_file)],
+                       capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert float(r.stdout.strip().splitlines()[-1]) < 1.0
+
+
+def test_every_dag_imports(airflow_db):
     bag = _dagbag()
     assert bag.import_errors == {}
-    assert "datamill__stdlib_docs" in bag.dags
-    for stat in bag.dagbag_stats:
-        assert stat.duration.total_seconds() < 1.0, stat
+    assert {"datamill__stdlib_docs", "datamill__stdlib_code", "datamill__train__mix_demo"} <= set(bag.dags)
     dag = bag.dags["datamill__stdlib_docs"]
     assert dag.max_active_runs == 1
     assert [t.task_id for t in dag.tasks] == ["ingest", "s1_normalize__s2_quality_filter",
@@ -42,16 +75,30 @@ def test_every_dag_file_imports_fast(airflow_db):
     assert all(t.retries >= 1 for t in dag.tasks)
 
 
+def _page(title: str, body: str) -> str:
+    paras = "".join(f"<p>{html.escape(p)}</p>" for p in body.split("\n\n"))
+    return (f"<html><head><title>{html.escape(title)}</title><script>var x = 1;</script></head>"
+            f"<body><nav>Home | Docs</nav><article>{paras}</article></body></html>")
+
+
 @pytest.fixture
 def src(tmp_path):
-    p = tmp_path / "src.jsonl"
-    rows = [{"id": f"d{i}", "text": t} for i, t in enumerate(clean_texts(30))]
-    rows += [{"id": "tiny", "text": "too short to keep"}]
-    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    p = tmp_path / "pages"
+    p.mkdir()
+    texts = clean_texts(24)
+    for i, t in enumerate(texts):
+        (p / f"page{i:02d}.html").write_text(_page(f"Page {i}", t))
+    (p / "copy.html").write_text(_page("Page 0", texts[0]))  # exact copy of page 0
+    words = texts[1].split()
+    words[5] = "changed"
+    (p / "near.html").write_text(_page("Page 1", " ".join(words)))  # near copy of page 1
+    (p / "pii.html").write_text(_page("Contact", texts[2] + "\n\nWrite to jane.doe@example.org."))
+    (p / "german.html").write_text(_page("Deutsch", GERMAN))
+    (p / "empty.html").write_text("<html><head><script>only code</script></head><body></body></html>")
     return p
 
 
-def test_dag_test_matches_cli_run(airflow_db, spark, tmp_path, src, monkeypatch):
+def test_seven_spark_ops_same_through_dag_and_cli(airflow_db, spark, tmp_path, src, monkeypatch):
     pipelines = tmp_path / "pipelines"
     pipelines.mkdir()
     spec_path = write_spec(pipelines / "af.yaml", SPEC.format(src=src))
@@ -60,13 +107,26 @@ def test_dag_test_matches_cli_run(airflow_db, spark, tmp_path, src, monkeypatch)
     monkeypatch.setenv("DATAMILL_PIPELINES_DIR", str(pipelines))
     monkeypatch.setenv("DATAMILL_LAKE", str(dag_lake))
     dag = _dagbag().dags["datamill__af"]
-    run = dag.test()
-    assert run.state == "success"
-    run_pipeline(str(spec_path), lake=str(cli_lake))
-    rows = lambda p: sorted((r.id, r.text) for r in Lakehouse(p).read("gold/af").collect())
-    assert rows(dag_lake) == rows(cli_lake) and len(rows(dag_lake)) == 30
+    assert [t.task_id for t in dag.tasks] == [
+        "ingest", "s1_html_extract__s2_normalize__s3_language_filter__s4_quality_filter__s5_pii_redact",
+        "s6_exact_dedup", "s7_minhash_dedup", "publish"]
+    assert dag.test().state == "success"
+
+    r = run_cli("run", str(spec_path), "--lake", str(cli_lake))
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["conservation"]["ok"] and summary["source"]["rows"] == 29
+
+    rows = lambda p: sorted((x.id, x.text) for x in Lakehouse(p).read("gold/af").collect())
+    assert rows(dag_lake) == rows(cli_lake)
+    removed = {(x.op, x.rule) for x in Lakehouse(cli_lake).read(LEDGER).where("action = 'removed'").collect()}
+    assert {("html_extract", "no_text"), ("language_filter", "language_not_allowed"),
+            ("exact_dedup", "exact_duplicate"), ("minhash_dedup", "near_duplicate")} <= removed
+    gold = dict(rows(cli_lake))
+    assert any("jane.doe@example.org" not in t and "Write to" in t for t in gold.values())
+    assert len(gold) == summary["output_rows"] == 29 - sum(x["removed"] for x in summary["steps"])
+    assert len(gold) >= 24, removed  # at most one clean page lost beyond the four planted removals
 
     # A UI trigger's params override the spec for that run only.
-    run = dag.test(run_conf={"s2_quality_filter__min_words": 120})
-    assert run.state == "success"
-    assert len(rows(dag_lake)) < 30
+    assert dag.test(run_conf={"s4_quality_filter__min_words": 120}).state == "success"
+    assert len(rows(dag_lake)) < len(gold)
