@@ -67,10 +67,7 @@ def cmd_run(args) -> int:
 
         list_files(spec.source_path())  # a missing source fails before anything is written
         summary = run_pipeline(spec, lake=args.lake, run_id=args.run_id)
-    except (SpecError, SourceError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except ConservationError as exc:
+    except (SpecError, SourceError, ConservationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(summary))

@@ -13,7 +13,6 @@ CACHE_DIR = PROJECT_ROOT / ".cache"
 IVY_DIR = CACHE_DIR / "ivy"
 PIPELINES_DIR = PROJECT_ROOT / "include" / "pipelines"
 SAMPLE_DATA_DIR = PROJECT_ROOT / "include" / "sample_data"
-REVIEW_DIR = PROJECT_ROOT / "review"
 DEFAULT_LAKE = PROJECT_ROOT / "lakehouse"
 
 

@@ -24,8 +24,8 @@ from include.lakehouse import (LEDGER, LEDGER_SCHEMA, QUARANTINE, QUARANTINE_SCH
                                Lakehouse, now)
 from include.registry import CONTROL_COLUMNS, StepContext, get_op
 from include.spec import SOURCE_COLUMNS, PipelineSpec, Step, load_spec
+from spark_jobs.readers import RAW_LIMIT
 
-RAW_LIMIT = 65536
 log = logging.getLogger("datamill.runner")
 
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from spark_jobs.readers import parse_file
+from spark_jobs.readers import RAW_LIMIT, parse_file
 
 ROW_SCHEMA = ("file string, line int, id string, text string, html string, url string, "
               "meta string, id_generated boolean, error string, raw string")
@@ -144,7 +144,7 @@ def ingest(spark, source: dict[str, Any], source_path: str):
     rows = ok.where(~dup_user).select(*ROW_COLUMNS)
     dups = ok.where(dup_user).select(
         F.col("id").alias("doc_id"), ref.alias("source_ref"),
-        F.substring(F.coalesce("text", "html"), 1, 65536).alias("raw"),
+        F.substring(F.coalesce("text", "html"), 1, RAW_LIMIT).alias("raw"),
         F.concat(F.lit("duplicate id (first at "), F.col("_first"), F.lit(")")).alias("error"))
     errors = parsed.where(F.col("error").isNotNull()).select(
         F.col("id").alias("doc_id"), ref.alias("source_ref"), "raw", "error")

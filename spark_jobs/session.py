@@ -13,7 +13,6 @@ the classpath so runs and tests work offline and skip Ivy resolution.
 from __future__ import annotations
 
 import glob
-import json
 import os
 import sys
 from typing import Any
@@ -108,7 +107,3 @@ def stop_spark() -> None:
         _SESSION.stop()
         _SESSION = None
 
-
-def describe() -> str:
-    target, _ = _connection_target()
-    return json.dumps({"target": target or "local[*]", "jars": len(delta_jars())})

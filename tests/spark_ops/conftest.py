@@ -1,26 +1,9 @@
 """Real Spark (local, Delta-enabled) for the Spark op tests."""
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 
-from include.config import PROJECT_ROOT
 from include.registry import StepContext
-
-# Python workers must run this interpreter and import this project, as the
-# driver does, whichever way pytest was started.
-os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-
-
-@pytest.fixture(scope="session")
-def spark():
-    from spark_jobs.session import get_spark
-
-    return get_spark()
 
 
 @pytest.fixture
