@@ -9,12 +9,22 @@ paragraphs and added boilerplate at several edit rates, plus one family of
 ``skew_copies`` copies (a skewed LSH bucket). Ids are shuffled so the original
 is not always the lowest id.
 
+When those run out (beyond ~78 000 base documents, i.e. corpora above ~100k
+documents), a second tier is used: the Python sources and documentation of the
+third-party packages installed in this environment (site-packages). The first
+tier is read in the same order either way, so a 20k corpus is unchanged.
+
 Ground truth is exact Jaccard over sets of lower-cased word 5-grams (``\\w+``
 tokens), for *all* pairs that can reach the threshold: AllPairs prefix
 filtering (Bayardo et al. 2007) orders shingles rarest-first and pairs two
 documents only if their prefixes share a shingle, which every pair with
 J >= t does, then every candidate is verified exactly. The near-duplicate
-clusters are the connected components of the J >= t graph.
+clusters are the connected components of the J >= t graph. Shingles are
+compared as 64-bit hashes of their word ids (numpy, so 200k documents fit in
+minutes); a collision changes a Jaccard only with probability ~1e-19 per
+shingle pair. Written here rather than taken from a library because the
+libraries that exist (datasketch, datatrove) estimate Jaccard; the truth must
+be exact.
 
     python -m benchmarks.dedup.corpus --docs 20000 --out /tmp/dedup20k
 """
@@ -29,8 +39,10 @@ import os
 import random
 import re
 import sys
+import sysconfig
 import time
-from collections import defaultdict
+
+import numpy as np
 
 WORD = re.compile(r"\w+")
 SOURCE_GLOBS = (
@@ -38,6 +50,9 @@ SOURCE_GLOBS = (
     ("doc", "/usr/share/doc/*/*"),
     ("python", os.path.join(os.path.dirname(os.__file__), "**", "*.py")),
 )
+_SITE = sysconfig.get_paths()["purelib"]
+EXTRA_GLOBS = tuple(("site", os.path.join(_SITE, "**", f"*.{ext}"))
+                    for ext in ("py", "md", "rst", "txt"))
 BOILERPLATE = ["Read more about this topic on our website.", "Share this page with your friends.",
                "Copyright notice: all rights reserved by the respective owners.",
                "This document was automatically generated.", "Last updated recently."]
@@ -74,23 +89,28 @@ def _chunks(text: str, rng: random.Random):
         yield "\n\n".join(buf)
 
 
-def base_documents(n: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
+def _files(globs, rng: random.Random) -> list[tuple[str, str]]:
     files = []
-    for kind, pattern in SOURCE_GLOBS:
+    for kind, pattern in globs:
         paths = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
         files += [(kind, p) for p in paths]
     rng.shuffle(files)
+    return files
+
+
+def base_documents(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
     docs, seen = [], set()
-    for kind, path in files:
-        for chunk in _chunks(_clean(kind, _read(path)), rng):
-            key = chunk[:200]
-            if key in seen:  # skip verbatim-repeated boilerplate chunks at the source
-                continue
-            seen.add(key)
-            docs.append(chunk)
-            if len(docs) >= n:
-                return docs
+    for globs in (SOURCE_GLOBS, EXTRA_GLOBS):
+        for kind, path in _files(globs, rng):
+            for chunk in _chunks(_clean(kind, _read(path)), rng):
+                key = chunk[:200]
+                if key in seen:  # skip verbatim-repeated boilerplate chunks at the source
+                    continue
+                seen.add(key)
+                docs.append(chunk)
+                if len(docs) >= n:
+                    return docs
     raise SystemExit(f"only {len(docs)} base documents available, {n} asked")
 
 
@@ -151,32 +171,71 @@ def shingle_set(text: str, n: int = 5) -> frozenset:
     return frozenset(" ".join(ws[i:i + n]) for i in range(len(ws) - n + 1))
 
 
+def _shingle_hashes(texts: list[str], n: int = 5) -> list[np.ndarray]:
+    """Sorted unique uint64 hashes of each text's ``shingle_set`` (same shingles)."""
+    vocab: dict[str, int] = {}
+    mult = np.uint64(0x9E3779B97F4A7C15)
+    out = []
+    with np.errstate(over="ignore"):
+        for text in texts:
+            ws = WORD.findall(text.lower())
+            ids = np.fromiter((vocab.setdefault(w, len(vocab) + 1) for w in ws), np.uint64,
+                              len(ws))
+            if len(ws) < n:  # shingle_set's one short shingle: all the words
+                ids = np.concatenate([ids, np.zeros(n - len(ws), np.uint64)])[:, None] \
+                    if len(ws) else np.zeros((n, 0), np.uint64)
+                m = ids.shape[1]
+            else:
+                m = len(ws) - n + 1
+                ids = np.lib.stride_tricks.sliding_window_view(ids, m)  # row k: k-th words
+            h = np.zeros(m, np.uint64)
+            for k in range(n):
+                h = h * mult + ids[k]
+            out.append(np.unique(h))
+    return out
+
+
 def true_pairs(texts: dict[str, str], threshold: float) -> dict[tuple[str, str], float]:
     """Every pair with Jaccard >= threshold, exactly (prefix filtering + verification)."""
-    sets = {k: shingle_set(t) for k, t in texts.items()}
-    df = defaultdict(int)
-    for s in sets.values():
-        for g in s:
-            df[g] += 1
-    index: dict[str, list[str]] = defaultdict(list)
-    cands = set()
-    for k, s in sets.items():
-        if not s:
-            continue
-        ordered = sorted(s, key=lambda g: (df[g], g))
-        prefix = len(s) - math.ceil(threshold * len(s)) + 1
-        for g in ordered[:prefix]:
-            for other in index[g]:
-                cands.add((other, k) if other < k else (k, other))
-            index[g].append(k)
+    keys = sorted(texts)
+    sets = _shingle_hashes([texts[k] for k in keys])
+    sizes = np.array([len(s) for s in sets])
+    flat = np.concatenate(sets)
+    doc = np.repeat(np.arange(len(sets)), sizes)
+    # global token order: rarest first, ties by hash (AllPairs' canonical order)
+    uniq, inv, df = np.unique(flat, return_inverse=True, return_counts=True)
+    rank = np.empty(len(uniq), np.int64)
+    rank[np.lexsort((uniq, df))] = np.arange(len(uniq))
+    tok = rank[inv]
+    order = np.lexsort((tok, doc))  # per document, rarest token first
+    tok, doc = tok[order], doc[order]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    pos = np.arange(len(tok)) - np.repeat(starts, sizes)
+    prefix = np.minimum(sizes, sizes - np.ceil(threshold * sizes).astype(np.int64) + 1)
+    keep = pos < np.repeat(prefix, sizes)
+    ptok, pdoc = tok[keep], doc[keep]
+    # inverted index over prefix tokens (CSR): documents sharing a prefix token
+    by_tok = np.lexsort((pdoc, ptok))
+    itok, idoc = ptok[by_tok], pdoc[by_tok]
+    bounds = np.searchsorted(itok, np.arange(len(uniq) + 1))
+    pstart = np.concatenate([[0], np.cumsum(prefix)[:-1]])
     out = {}
-    for a, b in cands:
-        x, y = sets[a], sets[b]
-        if min(len(x), len(y)) < threshold * max(len(x), len(y)):
+    for a in range(len(sets)):
+        toks = ptok[pstart[a]:pstart[a] + prefix[a]]
+        lo, hi = bounds[toks], bounds[toks + 1]
+        multi = hi - lo > 1
+        if not multi.any():
             continue
-        j = len(x & y) / len(x | y)
-        if j >= threshold:
-            out[(a, b)] = j
+        cands = np.unique(np.concatenate([idoc[x:y] for x, y in zip(lo[multi], hi[multi])]))
+        cands = cands[cands > a]
+        # size filter: J >= t needs min(|x|,|y|) >= t * max(|x|,|y|)
+        cs = sizes[cands]
+        cands = cands[(np.minimum(cs, sizes[a]) >= threshold * np.maximum(cs, sizes[a]))]
+        for b in cands:
+            inter = len(np.intersect1d(sets[a], sets[b], assume_unique=True))
+            j = inter / (sizes[a] + sizes[b] - inter)
+            if j >= threshold:
+                out[(keys[a], keys[b])] = j
     return out
 
 

@@ -7,7 +7,10 @@ pipeline (its default config, 14 bands x 8 rows as in FineWeb, and 11 x 11;
 (one process; its library has no parallel mode). Reports precision, recall
 and near-duplicate clusters lost entirely against the exact ground truth,
 wall time, core-seconds (wall x cores used) and the ratio of datatrove's
-default core-seconds to each method's (> 1 = faster than datatrove).
+default core-seconds to each method's (> 1 = faster than datatrove). CPU
+seconds actually used by the method's process tree (sampled with psutil every
+0.2 s, so processes that live less than that are missed) are reported beside
+them: on a shared machine they move less with other jobs' load than wall time.
 
 Metrics, with C the true clusters (components of the J >= t graph):
 precision = removed docs that belong to some true cluster / removed docs;
@@ -25,6 +28,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 
@@ -47,6 +51,42 @@ def _components(ids, pairs):
     for x in list(parent):
         groups[find(x)].add(x)
     return [g for g in groups.values() if len(g) > 1]
+
+
+class CpuMeter:
+    """CPU seconds (user + system) used by this process and its descendants while open."""
+
+    def __init__(self, period: float = 0.2):
+        import psutil
+
+        self._me, self._period = psutil.Process(), period
+        self._base = self._sample()
+        self._last = dict(self._base)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> dict:
+        import psutil
+
+        out = {}
+        for p in [self._me, *self._me.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                out[(p.pid, p.create_time())] = t.user + t.system
+            except psutil.Error:
+                pass
+        return out
+
+    def _loop(self):
+        while not self._stop.wait(self._period):
+            self._last.update(self._sample())
+
+    def seconds(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self._last.update(self._sample())
+        return sum(v - self._base.get(k, 0.0) for k, v in self._last.items())
 
 
 def score(removed: set[str], clusters: list[set[str]]) -> dict:
@@ -164,25 +204,33 @@ def main(argv=None) -> int:
     for name, (fn, cores, holder) in methods.items():
         if a.only and name not in a.only:
             continue
+        meter = CpuMeter()
         removed = fn()
+        cpu = meter.seconds()
         results[name] = {**score(removed, clusters), "wall_s": round(holder.seconds, 1),
-                         "cores": cores, "core_s": round(holder.seconds * cores, 1)}
+                         "cores": cores, "core_s": round(holder.seconds * cores, 1),
+                         "cpu_s": round(cpu, 1), "load": round(os.getloadavg()[0], 1)}
         print(name, results[name], file=sys.stderr, flush=True)
-    base = results.get("datatrove_14x8", {}).get("core_s")
+    if a.out:  # merge with earlier --only runs on the same corpus
+        if os.path.exists(a.out):
+            with open(a.out) as f:
+                results = {**json.load(f)["results"], **results}
+        with open(a.out, "w") as f:
+            json.dump({"docs": truth["docs"], "clusters": len(clusters), "results": results}, f,
+                      indent=1)
+    base = results.get("datatrove_14x8", {})
     print(f"\n{truth['docs']} docs, {len(clusters)} true clusters "
           f"({sum(len(c) - 1 for c in clusters)} duplicates to remove) at J>={t}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
     print("| method | removed | precision | recall | clusters lost | wall s | cores | "
-          "core-s | datatrove core-s / core-s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "core-s | datatrove core-s / core-s | CPU s | datatrove CPU s / CPU s | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        ratio = f"{base / r['core_s']:.2f}" if base else "-"
+        ratio = f"{base['core_s'] / r['core_s']:.2f}" if base else "-"
+        cpu_ratio = f"{base['cpu_s'] / r['cpu_s']:.2f}" if base.get("cpu_s") else "-"
         print(f"| {name} | {r['removed']} | {r['precision']} | {r['recall']} | "
-              f"{r['clusters_lost']} | {r['wall_s']} | {r['cores']} | {r['core_s']} | {ratio} |")
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump({"docs": truth["docs"], "clusters": len(clusters), "results": results}, f,
-                      indent=1)
+              f"{r['clusters_lost']} | {r['wall_s']} | {r['cores']} | {r['core_s']} | {ratio} | "
+              f"{r.get('cpu_s', '-')} | {cpu_ratio} | {r.get('load', '-')} |")
     return 0
 
 
