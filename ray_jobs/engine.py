@@ -3,7 +3,9 @@
 The runner hands every step a Spark DataFrame; ``RayEngine.apply`` moves it
 into Ray through Arrow (``toArrow`` -> ``ray.data.from_arrow``: the late
 funnel is small enough to pass through the driver), calls ``op.run`` on the
-Ray Dataset and brings the annotated rows back as a Spark DataFrame.
+Ray Dataset and brings the annotated rows back as a Spark DataFrame. An op
+with a ``prestart(params, ctx)`` method (the LLM ops) gets it called first, so
+its workers start while Spark reads the input.
 
 Ray starts locally (a few CPUs, no dashboard) unless ``$DATAMILL_RAY_ADDRESS``
 or, inside an Airflow task, the connection ``datamill_ray`` names a cluster
@@ -100,7 +102,12 @@ class RayEngine:
 
         from spark_jobs.session import get_spark
 
-        out = to_arrow(op.run(to_ray(df.toArrow()), apply_defaults(op.meta, params), ctx))
+        params = apply_defaults(op.meta, params)
+        prestart = getattr(op, "prestart", None)
+        if prestart is not None:  # model workers start while Spark reads the input
+            ensure_ray()
+            prestart(params, ctx)
+        out = to_arrow(op.run(to_ray(df.toArrow()), params, ctx))
         # Rows an op creates leave the runner's bookkeeping columns null, which
         # Spark's non-nullable literals (e.g. ``_born``) would refuse.
         out = out.cast(pa.schema([f.with_nullable(True) for f in out.schema]))

@@ -12,11 +12,12 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from ray_jobs.embeddings import MODEL_NAME
 
-from ray_jobs.embeddings import MODEL_NAME, embed_texts
+if TYPE_CHECKING:
+    import numpy as np
 
 MODELS_DIR = "_system/models/quality"
 
@@ -35,6 +36,8 @@ class QualityModel:
 
     def score(self, emb: np.ndarray) -> np.ndarray:
         """P(good) for each unit-length embedding."""
+        import numpy as np
+
         return 1.0 / (1.0 + np.exp(-(emb @ self.coef + self.intercept)))
 
 
@@ -59,6 +62,8 @@ def load(lake: str | Path, name: str, version: int | None = None) -> QualityMode
     v = known[-1] if version is None else int(version)
     if v not in known:
         raise FileNotFoundError(f"quality model {name!r} has no version {v}; versions: {known}")
+    import numpy as np
+
     doc = json.loads((model_dir(lake, name) / f"v{v}" / "model.json").read_text())
     return QualityModel(name, v, np.asarray(doc["coef"], dtype=np.float32),
                         float(doc["intercept"]), doc["info"])
@@ -69,8 +74,11 @@ def train(lake: str | Path, name: str, positives: list[str], negatives: list[str
     if len(positives) < 2 or len(negatives) < 2:
         raise ValueError(f"need at least 2 positive and 2 negative examples, got "
                          f"{len(positives)} and {len(negatives)}")
+    import numpy as np
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
+
+    from ray_jobs.embeddings import embed_texts
 
     x = embed_texts(positives + negatives, threads=2)
     y = np.array([1] * len(positives) + [0] * len(negatives))
@@ -80,13 +88,20 @@ def train(lake: str | Path, name: str, positives: list[str], negatives: list[str
                                          .score(xte, yte))}
     clf = LogisticRegression(C=c, class_weight="balanced", max_iter=1000).fit(x, y)
     metrics["train_accuracy"] = float(clf.score(x, y))
+    info = {"classifier": "sklearn LogisticRegression", "C": c,
+            "positives": len(positives), "negatives": len(negatives), "metrics": metrics}
+    return save(lake, name, clf.coef_[0].tolist(), float(clf.intercept_[0]), info)
+
+
+def save(lake: str | Path, name: str, coef: list[float], intercept: float,
+         info: dict[str, Any]) -> QualityModel:
+    """Store weights as the next version of model ``name``."""
+    import numpy as np
+
     version = (versions(lake, name) or [0])[-1] + 1
-    info = {"embedder": MODEL_NAME, "classifier": "sklearn LogisticRegression", "C": c,
-            "positives": len(positives), "negatives": len(negatives), "metrics": metrics,
-            "created_at": datetime.now(timezone.utc).isoformat()}
+    info = {"embedder": MODEL_NAME, **info, "created_at": datetime.now(timezone.utc).isoformat()}
     out = model_dir(lake, name) / f"v{version}"
     out.mkdir(parents=True, exist_ok=False)
     (out / "model.json").write_text(json.dumps(
-        {"coef": clf.coef_[0].tolist(), "intercept": float(clf.intercept_[0]), "info": info}))
-    return QualityModel(name, version, clf.coef_[0].astype(np.float32),
-                        float(clf.intercept_[0]), info)
+        {"coef": list(coef), "intercept": float(intercept), "info": info}))
+    return QualityModel(name, version, np.asarray(coef, dtype=np.float32), float(intercept), info)

@@ -5,14 +5,17 @@ A small, safe subset of Python expression syntax (comparisons, ``and``/``or``
 ``pyarrow.compute`` expression, so selection runs vectorised inside Arrow
 and nothing is ``eval``-ed. Ray Data's own string filters are deprecated, and
 Arrow expressions are what it compiles them to. A row whose column is null
-is not selected.
+is not selected. pyarrow is imported on use: the spec validator reads
+``where_columns`` while DAGs are parsed.
 """
 from __future__ import annotations
 
 import ast
 import operator
+from typing import TYPE_CHECKING
 
-import pyarrow.compute as pc
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
 
 _CMP = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt,
         ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}
@@ -45,6 +48,8 @@ def compile_where(text: str, columns: list[str] | None = None) -> pc.Expression:
 
 
 def _compile(node: ast.AST, text: str):
+    import pyarrow.compute as pc
+
     if isinstance(node, ast.BoolOp):
         parts = [_compile(v, text) for v in node.values]
         out = parts[0]

@@ -75,7 +75,12 @@ def get_spark(app_name: str = "datamill"):
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     target, extra = _connection_target()
     if target and target.startswith("sc://"):
-        _SESSION = SparkSession.builder.remote(target).appName(app_name).getOrCreate()
+        # The Connect server owns the cluster settings; a client sets runtime
+        # SQL conf only: UTC as in the local session, and the connection's extra.
+        builder = SparkSession.builder.remote(target).appName(app_name)
+        for k, v in {"spark.sql.session.timeZone": "UTC", **extra}.items():
+            builder = builder.config(k, str(v))
+        _SESSION = builder.getOrCreate()
         return _SESSION
 
     builder = SparkSession.builder.appName(app_name)

@@ -5,11 +5,12 @@
    fixed per-request latency. The same N prompts (the llm_score template over
    CPython stdlib docstrings, bundled in include/sample_data) are sent by
    (a) a plain ``AsyncOpenAI`` client with an ``asyncio.Semaphore(C)`` and
-   (b) datamill's ``llm_score`` op on local Ray (one warm worker, C requests
-   in flight, cache off so every row is asked), alternating a/b ``--repeat``
-   times. Reported: requests/s end to end (b includes starting its Ray actor;
-   ``ray.init`` is excluded and reported apart), requests/s as the server saw
-   them (first to last request: the steady state), and b/a ratios.
+   (b) datamill's ``llm_score`` op on local Ray (one async actor with C
+   requests in flight, cache off so every row is asked), alternating a/b
+   ``--repeat`` times. Reported: requests/s end to end (b includes starting
+   its Ray actor, a fresh worker process per run; ``ray.init`` is excluded and
+   reported apart), requests/s as the server saw them (first to last request:
+   the steady state), seconds to the first request, and b/a ratios.
 2. ``semantic_dedup`` embedding speed on CPU: docs/s of all-MiniLM-L6-v2 with
    sentence-transformers in-process, and of the whole op on Ray (load the
    model in an actor, embed, cluster, decide).

@@ -1,29 +1,31 @@
 """LLM engines behind one interface, picked once from the resolved config.
 
-``engine.generate(ds, request, cached) -> ds`` takes a Ray Dataset of rows,
-renders each row's prompt, answers it (from ``cached`` when the prompt's hash
-is there, else from the model) and returns every row with the result columns
-of ``include.llm.answers.RESULT_COLUMNS``. It never drops a row: a row whose
-answer stays invalid after the retry budget comes back with ``_llm_error``
-and the raw answer.
+``engine.start()`` starts the engine's workers without waiting for them, so
+they come up while the stage reads its input. ``engine.answer(table, request,
+cached)`` takes the stage's rows as an Arrow table on the driver, renders each
+row's prompt, answers it (from ``cached`` when the prompt's hash is there,
+else from the model) and yields the rows, with the result columns of
+``include.llm.answers.RESULT_COLUMNS``, in batches as they are answered, so
+the caller can store answers while the stage runs. It never drops a row: a
+row whose answer stays invalid after the retry budget comes back with
+``_llm_error`` and the raw answer. ``engine.stop()`` releases the workers.
 
-- ``OpenAIEngine``: any OpenAI-compatible endpoint, from a warm actor pool
-  (``map_batches`` with a callable class); each actor keeps one HTTP
-  connection pool and runs many requests concurrently on its event loop.
+- ``OpenAIEngine`` (``include.llm.openai_engine``): any OpenAI-compatible
+  endpoint, from a pool of warm async Ray actors.
 - ``VLLMEngine`` (``include.llm.vllm_engine``): in-cluster GPU engines through
-  ``ray.data.llm``; imported only when chosen.
+  ``ray.data.llm``.
+
+Each is imported only when chosen.
 """
 from __future__ import annotations
 
-import asyncio
-import json
-import math
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Iterator
 
 from include.llm.answers import RESULT_COLUMNS, Request, input_hash
 from include.llm.credentials import EngineConfig
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class LLMEngine:
@@ -35,8 +37,15 @@ class LLMEngine:
         self.batch_size = max(1, int(batch_size))
         self.rate_limit_rps = float(rate_limit_rps or 0.0)
 
-    def generate(self, ds, request: Request, cached: dict[str, str]):  # pragma: no cover
+    def start(self) -> None:
+        """Start the workers now (engines whose workers start lazily do nothing)."""
+
+    def answer(self, table: pa.Table, request: Request,
+               cached: dict[str, str]) -> Iterator[pa.Table]:  # pragma: no cover
         raise NotImplementedError
+
+    def stop(self) -> None:
+        """Release the workers."""
 
 
 def make_engine(config: EngineConfig, **kwargs: Any) -> LLMEngine:
@@ -44,11 +53,15 @@ def make_engine(config: EngineConfig, **kwargs: Any) -> LLMEngine:
         from include.llm.vllm_engine import VLLMEngine
 
         return VLLMEngine(config, **kwargs)
+    from include.llm.openai_engine import OpenAIEngine
+
     return OpenAIEngine(config, **kwargs)
 
 
 def result_columns(batch: pa.Table, results: list[dict[str, Any]]) -> pa.Table:
     """``batch`` with the result columns appended (input columns keep their types)."""
+    import pyarrow as pa
+
     for name, typ in RESULT_COLUMNS.items():
         values = [r.get(name) for r in results]
         arr = pa.array(values, type=pa.type_for_alias(typ))
@@ -60,8 +73,8 @@ def result_columns(batch: pa.Table, results: list[dict[str, Any]]) -> pa.Table:
 
 
 def render(row: dict[str, Any], request: Request, cached: dict[str, str]
-           ) -> tuple[list[dict[str, str]] | None, dict[str, Any] | None]:
-    """(messages to send, None) or (None, finished result: cache hit or render error)."""
+           ) -> tuple[list[dict[str, str]] | None, dict[str, Any]]:
+    """(messages to send, partial result) or (None, finished result: cache hit or render error)."""
     try:
         messages = request.messages(row)
     except Exception as exc:  # noqa: BLE001 - a template that cannot render this row
@@ -73,57 +86,3 @@ def render(row: dict[str, Any], request: Request, cached: dict[str, str]
                       "_llm_attempts": 0, "_llm_prompt_tokens": 0,
                       "_llm_completion_tokens": 0, "_llm_cached": True}
     return messages, {"_llm_key": key}
-
-
-class OpenAIWorker:
-    """A warm actor: one client, one connection pool, ``concurrency`` requests in flight."""
-
-    def __init__(self, config: EngineConfig, request: Request, cached: Any,
-                 concurrency: int, rate_limit_rps: float):
-        import ray
-
-        self.config, self.request = config, request
-        self.cached = ray.get(cached) if isinstance(cached, ray.ObjectRef) else cached
-        self.concurrency, self.rate_limit_rps = concurrency, rate_limit_rps
-        self._client = None
-
-    async def __call__(self, batch: pa.Table) -> pa.Table:
-        from include.llm.client import ChatClient
-
-        if self._client is None:  # created on the actor's event loop
-            self._client = ChatClient(self.config.base_url, self.config.api_key,
-                                      self.config.model, self.concurrency, self.rate_limit_rps)
-        results = await asyncio.gather(*(self._one(row) for row in batch.to_pylist()))
-        return result_columns(batch, list(results))
-
-    async def _one(self, row: dict[str, Any]) -> dict[str, Any]:
-        messages, done = render(row, self.request, self.cached)
-        if messages is None:
-            return done
-        out = await self._client.complete(messages, self.request)
-        return {**done, "_llm_answer": out.raw,
-                "_llm_parsed": None if out.error else json.dumps(out.parsed, sort_keys=True),
-                "_llm_error": out.error, "_llm_attempts": out.attempts,
-                "_llm_prompt_tokens": out.prompt_tokens,
-                "_llm_completion_tokens": out.completion_tokens,
-                "_llm_latency_ms": out.latency_ms, "_llm_cached": False}
-
-
-class OpenAIEngine(LLMEngine):
-    def generate(self, ds, request: Request, cached: dict[str, str]):
-        import ray
-
-        per_worker = math.ceil(self.concurrency / self.workers)
-        rps = self.rate_limit_rps / self.workers if self.rate_limit_rps else 0.0
-        return ds.map_batches(
-            OpenAIWorker, batch_format="pyarrow",
-            batch_size=max(self.batch_size, per_worker),
-            fn_constructor_kwargs={"config": self.config, "request": request,
-                                   "cached": ray.put(cached), "concurrency": per_worker,
-                                   "rate_limit_rps": rps},
-            # Several blocks in flight per actor, all on its one event loop, so the
-            # concurrency slots stay full across block boundaries. I/O-bound: a
-            # fraction of a CPU each, so the pool fits beside other stages.
-            compute=ray.data.ActorPoolStrategy(size=self.workers,
-                                               max_concurrent_calls_per_actor=4),
-            num_cpus=0.25)

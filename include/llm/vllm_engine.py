@@ -7,11 +7,12 @@ validated like any other engine's. Rows whose answer is still invalid are
 sent through the processor again, up to ``max_retries`` passes, then come
 back with ``_llm_error``. vLLM and its Ray Data stages are imported only when
 this engine is chosen (``engine: {kind: vllm, model: ...}``); they need a GPU.
+The replicas start when the dataset executes, so ``start()`` is a no-op here.
 """
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterator
 
 import pyarrow as pa
 
@@ -51,7 +52,14 @@ class VLLMEngine(LLMEngine):
 
         return build_processor(cfg, preprocess=pre, postprocess=post)
 
-    def generate(self, ds, request: Request, cached: dict[str, str]):
+    def answer(self, table: pa.Table, request: Request,
+               cached: dict[str, str]) -> Iterator[pa.Table]:
+        import ray
+
+        yield from self._generate(ray.data.from_arrow(table), request, cached).iter_batches(
+            batch_format="pyarrow", batch_size=None)
+
+    def _generate(self, ds, request: Request, cached: dict[str, str]):
         def prepare(batch: pa.Table) -> pa.Table:
             results, messages = [], []
             for row in batch.to_pylist():

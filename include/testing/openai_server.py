@@ -14,9 +14,14 @@ that prompt invalid JSON and ``[fail500]`` makes every attempt a 500.
 Faults are injected per request with configurable rates (429 with
 Retry-After, 500, malformed JSON, a hang longer than the client's timeout).
 Whether attempt *n* of a prompt faults is a hash of (seed, prompt, n), so a
-run is reproducible and a retried prompt eventually gets through. Rates and
-latency can be changed on a live server (``POST /_config``); ``GET /_stats``
-counts requests so tests can prove that a cached rerun sends none.
+run is reproducible and a retried prompt eventually gets through. An outage
+(``outage_after=N, outage_s=T``) answers every request 503 for T seconds
+once N requests have been served, as an endpoint that goes away and comes
+back. Rates and latency can be changed on a live server (``POST /_config``);
+``GET /_stats`` counts requests so tests can prove that a cached rerun sends
+none, and ``server.log`` records each request's time, outcome and
+``messages_sha256`` (SHA-256 of its JSON messages with sorted keys) so a test
+can tell which prompts were asked when.
 
 Run standalone: ``python -m include.testing.openai_server --port 8000 --latency-ms 50``.
 """
@@ -47,14 +52,16 @@ class Faults:
     rate_malformed: float = 0.0
     rate_timeout: float = 0.0
     hang_s: float = 5.0
+    outage_after: int = 0  # 0: no outage
+    outage_s: float = 0.0
     seed: int = 0
 
     def update(self, values: dict[str, Any]) -> None:
-        known = {f.name: f.type for f in fields(self)}
+        known = {f.name: type(f.default) for f in fields(self)}
         for k, v in values.items():
             if k not in known:
                 raise ValueError(f"unknown fault setting {k!r}; known: {sorted(known)}")
-            setattr(self, k, int(v) if k == "seed" else float(v))
+            setattr(self, k, known[k](v))
 
 
 def _h(*parts: Any) -> int:
@@ -114,7 +121,10 @@ class OpenAIServer:
         self.faults = Faults()
         self.faults.update(faults)
         self.counts: Counter[str] = Counter()
+        self.log: list[dict[str, Any]] = []
         self._span: list[float] = []  # wall time of the first and the latest request
+        self._seen = 0
+        self._outage_at: float | None = None
         self._attempts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -150,6 +160,17 @@ class OpenAIServer:
         self.reset()
         return web.json_response({"ok": True})
 
+    def _in_outage(self) -> bool:
+        """Whether this request falls in the outage (call once per request, under the lock)."""
+        f = self.faults
+        self._seen += 1
+        if not f.outage_after or self._seen <= f.outage_after:
+            return False
+        now = time.monotonic()
+        if self._outage_at is None:
+            self._outage_at = now
+        return now - self._outage_at < f.outage_s
+
     def _outcome(self, key: str, attempt: int, text: str) -> str:
         if "[fail500]" in text:
             return "500"
@@ -173,10 +194,14 @@ class OpenAIServer:
         text = prompt_text(messages)
         key = hashlib.sha256(text.encode()).hexdigest()
         with self._lock:
+            outage = self._in_outage()
             attempt = self._attempts[key]
             self._attempts[key] += 1
-        outcome = self._outcome(key, attempt, text)
-        self._count(outcome)
+        outcome = "outage" if outage else self._outcome(key, attempt, text)
+        self._count(outcome, json.dumps(messages, sort_keys=True))
+        if outage:
+            return web.json_response({"error": {"message": "service unavailable (outage)"}},
+                                     status=503)
         if self.faults.latency_ms:
             await asyncio.sleep(self.faults.latency_ms / 1000)
         if outcome == "429":
@@ -203,11 +228,13 @@ class OpenAIServer:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens}})
 
-    def _count(self, outcome: str) -> None:
+    def _count(self, outcome: str, messages_json: str = "") -> None:
         now = time.time()
+        digest = hashlib.sha256(messages_json.encode()).hexdigest()
         with self._lock:
             self.counts["requests"] += 1
             self.counts[outcome] += 1
+            self.log.append({"t": now, "outcome": outcome, "messages_sha256": digest})
             self._span = [self._span[0] if self._span else now, now]
 
     # -- control from Python -----------------------------------------------
@@ -222,8 +249,10 @@ class OpenAIServer:
     def reset(self) -> None:
         with self._lock:
             self.counts.clear()
+            self.log.clear()
             self._attempts.clear()
             self._span = []
+            self._seen, self._outage_at = 0, None
 
     def configure(self, **faults: Any) -> None:
         self.faults.update(faults)

@@ -1,9 +1,12 @@
 """Small pieces the Ray ops share."""
 from __future__ import annotations
 
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from include.registry import StepContext
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def set_column(table: pa.Table, name: str, arr: pa.Array) -> pa.Table:

@@ -1,13 +1,17 @@
 """embed_quality_score: a trained classifier on embeddings scores and filters rows."""
 from __future__ import annotations
 
-import numpy as np
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from include.registry import Op, register_op
 from ray_jobs import quality_model
 from ray_jobs.control import detail, with_control
 from ray_jobs.embeddings import Embedder, encode
+from ray_jobs.engine import to_arrow
+from ray_jobs.ops._common import finish, set_column
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class QualityScorer(Embedder):
@@ -20,6 +24,9 @@ class QualityScorer(Embedder):
         self.column = column
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        import numpy as np
+        import pyarrow as pa
+
         emb = encode(self.model, batch.column(self.text_column).to_pylist())
         scores = self.clf.score(emb) if len(emb) else np.zeros(0)
         return batch.append_column(self.column, pa.array(scores.astype(np.float64), pa.float64()))
@@ -60,6 +67,12 @@ class EmbedQualityScore(Op):
         # Fail before starting workers when the model is missing.
         ref = quality_model.load(ctx.lake, params["model"], params["version"]).ref
         version = int(ref.rsplit("/v", 1)[1])
+        ctx.extras.setdefault("stats", {}).update({"model": ref})
+        if ds.count() == 0:  # no model workers for no rows
+            import pyarrow as pa
+
+            empty = set_column(to_arrow(ds), params["column"], pa.array([], pa.float64()))
+            return finish(with_control(empty), ctx)
         scored = ds.map_batches(
             QualityScorer, batch_format="pyarrow", batch_size=params["batch_size"],
             fn_constructor_kwargs={"lake": ctx.lake, "name": params["model"], "version": version,
@@ -67,7 +80,6 @@ class EmbedQualityScore(Op):
                                    "text_column": params["text_column"],
                                    "threads": params["threads"]},
             compute=ray.data.ActorPoolStrategy(size=params["workers"]), num_cpus=params["threads"])
-        ctx.extras.setdefault("stats", {}).update({"model": ref})
         return scored.map_batches(decide, batch_format="pyarrow",
                                   fn_kwargs={"column": params["column"],
                                              "threshold": params["threshold"], "ref": ref})

@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import json
 
-import pyarrow as pa
-
-from include.registry import Op, register_op
+from include.registry import register_op
 from ray_jobs.control import drop_internal, with_control
-from ray_jobs.llm_stage import build_request, failure_detail, llm_params, quarantine_reason, run_llm
+from ray_jobs.llm_stage import LLMOp, build_request, failure_detail, llm_params, quarantine_reason
 from ray_jobs.ops._common import finish, set_column
 
-ARROW_TYPES = {"integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_(),
-               "string": pa.string()}
+# Arrow types (aliases) of the JSON-schema scalar types that become columns.
+ARROW_TYPES = {"integer": "int64", "number": "double", "boolean": "bool", "string": "string"}
 
 
-def _arrow_type(schema: dict) -> pa.DataType | None:
+def _arrow_type(schema: dict) -> str | None:
     typ = schema.get("type")
     if isinstance(typ, list):
         typ = next((t for t in typ if t != "null"), None)
@@ -39,7 +37,7 @@ def _arrow_type(schema: dict) -> pa.DataType | None:
                    "description": "prefix for the flattened field columns"},
         **llm_params("llm_annotate")}},
     requires=("id", "text"), adds=("llm_annotations",))
-class LLMAnnotate(Op):
+class LLMAnnotate(LLMOp):
     @classmethod
     def columns_added(cls, params):
         """``llm_annotations`` plus one column per scalar field of the schema."""
@@ -51,9 +49,11 @@ class LLMAnnotate(Op):
         return ("llm_annotations", *fields)
 
     def run(self, ds, params, ctx):
+        import pyarrow as pa
+
         variables = {"instructions": params["instructions"]} if params.get("instructions") else {}
         request = build_request(params, schema=params.get("schema"), variables=variables)
-        table = run_llm(ds, params, ctx, request)
+        table = self.ask(ds, params, ctx, request)
         props = request.schema.get("properties", {})
         fields = {k: t for k, s in props.items() if (t := _arrow_type(s)) is not None}
         values: dict[str, list] = {k: [] for k in fields}
@@ -68,5 +68,6 @@ class LLMAnnotate(Op):
                 values[k].append(answer.get(k) if answer is not None else None)
         table = set_column(drop_internal(table), "llm_annotations", pa.array(whole, pa.string()))
         for k, typ in fields.items():
-            table = set_column(table, params["prefix"] + k, pa.array(values[k], typ))
+            table = set_column(table, params["prefix"] + k,
+                               pa.array(values[k], pa.type_for_alias(typ)))
         return finish(with_control(table, detail=det, quarantine=quar), ctx)

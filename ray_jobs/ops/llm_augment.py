@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
-from include.registry import Op, register_op
+from include.registry import register_op
 from ray_jobs.control import detail, drop_internal, new_rows, with_control
 from ray_jobs.engine import to_arrow
-from ray_jobs.llm_stage import build_request, failure_detail, llm_params, quarantine_reason, run_llm
+from ray_jobs.llm_stage import LLMOp, build_request, failure_detail, llm_params, quarantine_reason
 from ray_jobs.ops._common import finish
-from ray_jobs.where import compile_where
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def variants_schema(schema: dict, key: str, n: int) -> dict:
@@ -61,7 +62,7 @@ def created_rows(parents: pa.Table, key: str, id_fmt: str, parent_fmt: str,
         "instructions": {"type": ["string", "null"], "default": None},
         **llm_params("llm_augment")}},
     requires=("id", "text"))
-class LLMAugment(Op):
+class LLMAugment(LLMOp):
     @classmethod
     def columns_required(cls, params):
         """The op's own columns plus those its ``where`` selector reads."""
@@ -71,6 +72,10 @@ class LLMAugment(Op):
         return (*cls.meta.requires, *[c for c in extra if c not in cls.meta.requires])
 
     def run(self, ds, params, ctx):
+        import pyarrow as pa
+
+        from ray_jobs.where import compile_where
+
         variables = {"n": params["n"]}
         if params.get("instructions"):
             variables["instructions"] = params["instructions"]
@@ -81,7 +86,7 @@ class LLMAugment(Op):
         if params.get("where"):
             expr = compile_where(params["where"], original.column_names)
             selected = ds.map_batches(lambda t: t.filter(expr), batch_format="pyarrow")
-        answered = run_llm(selected, params, ctx, request)
+        answered = self.ask(selected, params, ctx, request)
         schema = with_control(original.slice(0, 0)).schema
         created = created_rows(
             answered, "variants", "{id}-aug{i}", "{id}",

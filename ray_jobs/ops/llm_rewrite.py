@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import json
 
-import pyarrow as pa
-
-from include.registry import Op, register_op
+from include.registry import register_op
 from ray_jobs.control import detail, drop_internal, with_control
-from ray_jobs.llm_stage import build_request, failure_detail, llm_params, quarantine_reason, run_llm
+from ray_jobs.llm_stage import LLMOp, build_request, failure_detail, llm_params, quarantine_reason
 from ray_jobs.ops._common import finish, set_column
 
 
@@ -23,11 +21,13 @@ from ray_jobs.ops._common import finish, set_column
         "column": {"type": "string", "default": "text"},
         **llm_params("llm_rewrite")}},
     requires=("id", "text"))
-class LLMRewrite(Op):
+class LLMRewrite(LLMOp):
     def run(self, ds, params, ctx):
+        import pyarrow as pa
+
         variables = {"instructions": params["instructions"]} if params.get("instructions") else {}
         column = params["column"]
-        table = run_llm(ds, params, ctx, build_request(params, variables=variables))
+        table = self.ask(ds, params, ctx, build_request(params, variables=variables))
         texts, changed, det, quar = [], [], [], []
         for r in table.select([column, "_llm_parsed", "_llm_error", "_llm_answer",
                                "_llm_attempts"]).to_pylist():

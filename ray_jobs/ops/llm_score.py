@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import json
 
-import pyarrow as pa
-
-from include.registry import Op, register_op
+from include.registry import register_op
 from ray_jobs.control import detail, drop_internal, with_control
-from ray_jobs.llm_stage import build_request, failure_detail, llm_params, quarantine_reason, run_llm
+from ray_jobs.llm_stage import LLMOp, build_request, failure_detail, llm_params, quarantine_reason
 from ray_jobs.ops._common import finish, set_column
 
 
@@ -25,10 +23,12 @@ from ray_jobs.ops._common import finish, set_column
         "column": {"type": "string", "default": "llm_score"},
         **llm_params("llm_score")}},
     requires=("id", "text"), adds=("llm_score",))
-class LLMScore(Op):
+class LLMScore(LLMOp):
     def run(self, ds, params, ctx):
+        import pyarrow as pa
+
         variables = {"rubric": params["rubric"]} if params.get("rubric") else {}
-        table = run_llm(ds, params, ctx, build_request(params, variables=variables))
+        table = self.ask(ds, params, ctx, build_request(params, variables=variables))
         scores, reason, det, quar = [], [], [], []
         for r in table.select(["_llm_parsed", "_llm_error", "_llm_answer",
                                "_llm_attempts"]).to_pylist():

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import hashlib
 
-import pyarrow as pa
-
-from include.registry import Op, register_op
+from include.registry import register_op
 from ray_jobs.control import drop_internal, with_control
 from ray_jobs.engine import to_arrow, to_ray
-from ray_jobs.llm_stage import build_request, llm_params, run_llm
+from ray_jobs.llm_stage import LLMOp, build_request, llm_params
 from ray_jobs.ops._common import finish
 from ray_jobs.ops.llm_augment import created_rows, variants_schema
 
@@ -49,15 +47,17 @@ def seed_rows(seeds: list) -> list[dict[str, str]]:
         **llm_params("llm_synthesize")},
         "required": ["seeds"]},
     requires=("id", "text"))
-class LLMSynthesize(Op):
+class LLMSynthesize(LLMOp):
     def run(self, ds, params, ctx):
+        import pyarrow as pa
+
         variables = {"n": params["n"]}
         if params.get("instructions"):
             variables["instructions"] = params["instructions"]
         request = build_request(params, variables=variables)
         request.schema = variants_schema(request.schema, "items", params["n"])
         seeds = to_ray(pa.Table.from_pylist(seed_rows(params["seeds"])))
-        answered = run_llm(seeds, params, ctx, request)
+        answered = self.ask(seeds, params, ctx, request)
         original = with_control(to_arrow(ds))
         created = created_rows(answered, "items", "synth-{seed_id}-{i}", "synth:{seed_id}",
                                {"template": request.template.id}, original.schema)

@@ -1,11 +1,8 @@
 """semantic_dedup: paraphrase-level duplicates by sentence embeddings (SemDeDup)."""
 from __future__ import annotations
 
-import pyarrow as pa
-
 from include.registry import Op, register_op
 from ray_jobs.control import detail, with_control
-from ray_jobs.dedup import cluster, find_duplicates
 from ray_jobs.embeddings import MODEL_NAME, Embedder, as_matrix
 from ray_jobs.engine import to_arrow
 from ray_jobs.ops._common import finish, set_column
@@ -32,16 +29,19 @@ from ray_jobs.ops._common import finish, set_column
     requires=("id", "text"), adds=("semantic_cluster",))
 class SemanticDedup(Op):
     def run(self, ds, params, ctx):
+        import pyarrow as pa
         import ray.data
 
+        from ray_jobs.dedup import cluster, find_duplicates
+
+        if ds.count() == 0:  # no model workers for no rows
+            empty = set_column(to_arrow(ds), "semantic_cluster", pa.array([], pa.int64()))
+            return finish(with_control(empty), ctx)
         embedded = to_arrow(ds.map_batches(
             Embedder, fn_constructor_kwargs={"text_column": params["column"],
                                              "threads": params["threads"]},
             batch_format="pyarrow", batch_size=params["batch_size"],
             compute=ray.data.ActorPoolStrategy(size=params["workers"]), num_cpus=params["threads"]))
-        if embedded.num_rows == 0:  # nothing reached the workers
-            empty = set_column(to_arrow(ds), "semantic_cluster", pa.array([], pa.int64()))
-            return finish(with_control(empty), ctx)
         emb = as_matrix(embedded.column("_emb"))
         ids = [str(i) for i in embedded.column("id").to_pylist()]
         labels = cluster(emb, params["cluster_size"], params["seed"])

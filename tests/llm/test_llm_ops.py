@@ -143,3 +143,21 @@ def test_bad_where_fails_before_any_request(server, lake):
     with pytest.raises(WhereError, match="unknown column"):
         run_op("llm_augment", rows(3), llm(server, where="difficulty >= 4"), lake)
     assert server.stats().get("requests", 0) == 0
+
+
+def test_an_endpoint_outage_fails_the_stage_and_keeps_the_answers(server, lake):
+    from ray_jobs.llm_stage import LLMStageError
+
+    # 10 requests answered, then 503s for longer than the retries last: rows
+    # failing because the endpoint does are not quarantined, the stage fails.
+    server.configure(outage_after=10, outage_s=30)
+    params = llm(server, concurrency=2, batch_size=2, max_retries=1, max_failed_fraction=0.1)
+    with pytest.raises(LLMStageError, match=r"rows failed at the endpoint \(last: HTTP 503"):
+        run_op("llm_score", rows(40), params, lake)
+    kept = AnswerCache(lake).count()
+    assert 0 < kept <= 10  # what was answered before the outage is cached
+    server.configure(outage_after=0)  # the endpoint is back
+    server.reset()
+    out, ctx = run_op("llm_score", rows(40), params, lake)
+    assert out.num_rows == 40 and out.column("_quarantine").null_count == 40
+    assert ctx.extras["stats"]["cache_hits"] == kept and server.stats()["requests"] == 40 - kept

@@ -5,7 +5,9 @@ import json
 
 import pytest
 
+from include.registry import get_op
 from spark_jobs import rowwise
+from spark_ops_samples import PAGE
 
 EN = "The committee published its annual report on water quality in the northern rivers."
 FR = "Le comité a publié son rapport annuel sur la qualité de l'eau dans les rivières du nord."
@@ -66,35 +68,52 @@ def test_pii_redact_kinds_param(run_op):
     assert out["text"] == "mail <EMAIL>, call +44 20 7946 0958"
 
 
-PAGE = """<html><head><title>River report</title></head><body>
-<nav><a href="/">Home</a> | <a href="/about">About</a></nav>
-<article><h1>River report</h1>
-<p>The committee published its annual report on water quality in the northern rivers.
-Samples were taken every month at twelve stations along the main channel.</p>
-<p>Nitrate levels fell for the third year in a row, which the authors attribute to
-changes in farming practice upstream and to the new treatment plant.</p></article>
-<footer>Copyright 2024. All rights reserved.</footer></body></html>"""
 
-
-def test_html_extract(run_op):
+@pytest.mark.parametrize("extractor", ["trafilatura", "resiliparse"])
+def test_html_extract(run_op, extractor):
     rows = [("page", PAGE, "https://example.org/r"), ("blank", "<html><body></body></html>", None),
             ("junk", "\x00\x01\x89PNG\r\n\x1a\n\xff\xfe" + "\x07" * 50, None), ("null", None, None),
             ("ru", "<html><body><p>" + "Это длинный русский текст о реках. " * 20 + "</p></body></html>",
-             None)]
-    out = run_op("html_extract", rows, schema="id string, html string, url string")
-    assert len(out) == 5
+             None),
+            ("ctrl", PAGE.replace("annual report", "annual\x07 \x1b\x85report"), None),
+            ("deep", PAGE.replace("<article>", "<div>" * 5000 + "<article>"), None)]
+    out = run_op("html_extract", rows, {"extractor": extractor},
+                 schema="id string, html string, url string")
+    assert len(out) == 7
     page = out["page"]
     assert page["_reason"] is None and page["title"] == "River report"
+    assert page["url"] == "https://example.org/r"
     assert "Nitrate levels fell" in page["text"] and "All rights reserved" not in page["text"]
+    assert "Home | About" not in page["text"]
     assert out["blank"]["_reason"] == "no_text"
+    assert json.loads(out["blank"]["_detail"])["chars"] == 0
     assert out["junk"]["_reason"] == "no_text" and out["junk"]["_quarantine"] is None
     assert out["null"]["_reason"] == "no_html"
     assert out["ru"]["_reason"] is None and "русский" in out["ru"]["text"]
+    assert out["ru"]["title"] is None
+    # control characters are not text, whichever extractor reads the page
+    assert "annual report" in out["ctrl"]["text"]
+    # 5000 nested elements: lxml (under trafilatura) drops what lies below 255
+    # levels, resiliparse (quadratic in depth) is stopped and the ledger says so
+    assert out["deep"]["_quarantine"] is None
+    assert "Nitrate" not in (out["deep"]["text"] or "")
+    if extractor == "resiliparse":
+        assert out["deep"]["_reason"] == "no_text"
+        assert json.loads(out["deep"]["_detail"])["depth_limit"] == 1000
 
 
-def test_html_extract_without_url_column(run_op):
-    out = run_op("html_extract", [("p", PAGE)], schema="id string, html string")
+@pytest.mark.parametrize("extractor", ["trafilatura", "resiliparse"])
+def test_html_extract_without_url_column(run_op, extractor):
+    out = run_op("html_extract", [("p", PAGE)], {"extractor": extractor},
+                 schema="id string, html string")
     assert out["p"]["_reason"] is None and "Nitrate" in out["p"]["text"]
+    assert out["p"]["title"] == "River report"
+
+
+def test_html_extract_params_schema():
+    prop = get_op("html_extract").meta.params["properties"]["extractor"]
+    assert prop["enum"] == ["trafilatura", "resiliparse"] and prop["default"] == "trafilatura"
+    assert prop["description"]
 
 
 def test_rowwise_turns_exceptions_into_quarantine(spark):

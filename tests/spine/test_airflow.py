@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from include.lakehouse import LEDGER, Lakehouse
-from tests.conftest import ROOT, clean_texts, run_cli, write_spec
+from tests.helpers import ROOT, clean_texts, run_cli, write_spec
 
 SPEC = """
 version: 1

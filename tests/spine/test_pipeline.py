@@ -7,7 +7,7 @@ import pytest
 from include.lakehouse import LEDGER, QUARANTINE, STEPS, Lakehouse
 from include.runner import plan_stages, run_pipeline, run_stage
 from include.spec import load_spec
-from tests.conftest import clean_texts, run_cli, write_spec
+from tests.helpers import clean_texts, run_cli, write_spec
 
 GOOD = [{"id": f"doc-{i}", "text": t} for i, t in enumerate(clean_texts(12))]
 

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from include.registry import CATEGORIES, ENGINES, Op, all_ops, get_op, register_op, UnknownOpError
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 
 FIELDS = {"name", "version", "category", "description", "engine", "params", "requires", "adds"}
 

@@ -1,7 +1,7 @@
 import pytest
 
 from include.spec import SpecError, apply_overrides, load_spec, parse, validate_raw
-from tests.conftest import run_cli, write_spec
+from tests.helpers import run_cli, write_spec
 
 
 def base(**kw):
