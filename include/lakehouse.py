@@ -107,19 +107,36 @@ class Lakehouse:
         return int(hist.collect()[0]["version"])
 
     # -- writes ----------------------------------------------------------
+    @staticmethod
+    def _delta_writer(df):
+        """``df.write.format("delta")`` with string columns cast to plain STRING.
+
+        Over Spark Connect (pyspark 4.2) string columns declared from Python
+        (mapInArrow/mapInPandas schemas, createDataFrame) reach the server as
+        ``string collate UTF8_BINARY``; Delta records that in the table schema
+        and delta-rs (the ``deltalake`` reader used by the LLM cache and the
+        tools) then cannot open the table. The cast drops the explicit
+        collation; in classic mode it is a no-op the optimizer removes.
+        """
+        from pyspark.sql.types import StringType
+
+        cols = [df[f.name].cast("string").alias(f.name) if isinstance(f.dataType, StringType)
+                else df[f.name] for f in df.schema.fields]
+        return df.select(*cols).write.format("delta")
+
     def write_run(self, df, name: str, run_id: str) -> None:
         """Replace this run's slice of a run-partitioned table."""
         from pyspark.sql import functions as F
 
         df = df.withColumn("_run_id", F.lit(run_id))
-        (df.write.format("delta").mode("overwrite")
+        (self._delta_writer(df).mode("overwrite")
            .option("replaceWhere", f"_run_id = {_sql_str(run_id)}")
            .option("mergeSchema", "true")
            .partitionBy("_run_id").save(self.table_path(name)))
 
     def publish(self, df, name: str) -> int:
         """Overwrite a published table; returns the new Delta version."""
-        (df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+        (self._delta_writer(df).mode("overwrite").option("overwriteSchema", "true")
            .save(self.table_path(name)))
         return self.version(name)
 
@@ -134,7 +151,7 @@ class Lakehouse:
         if step_indices is not None:
             idx = ",".join(str(int(i)) for i in step_indices)
             cond += f" AND step_index IN ({idx})"
-        (df.write.format("delta").mode("overwrite").option("replaceWhere", cond)
+        (self._delta_writer(df).mode("overwrite").option("replaceWhere", cond)
            .partitionBy("pipeline").save(self.table_path(name)))
 
     def record_steps(self, rows: list[dict[str, Any]], pipeline: str, run_id: str) -> None:
@@ -147,7 +164,7 @@ class Lakehouse:
                 json.dumps(spec, sort_keys=True), json.dumps(summary), now())]
         df = self.spark.createDataFrame(row, RUNS_SCHEMA)
         cond = f"pipeline = {_sql_str(pipeline)} AND run_id = {_sql_str(run_id)}"
-        (df.write.format("delta").mode("overwrite").option("replaceWhere", cond)
+        (self._delta_writer(df).mode("overwrite").option("replaceWhere", cond)
            .partitionBy("pipeline").save(self.table_path(RUNS)))
 
     def step_rows(self, pipeline: str, run_id: str) -> list[dict[str, Any]]:

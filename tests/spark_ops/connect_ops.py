@@ -77,9 +77,12 @@ def main(out_path: str, delta_dir: str) -> int:
         result = {"session": type(spark).__module__,
                   "time_zone": spark.conf.get("spark.sql.session.timeZone"),
                   "ops": {name: rows_by_id(df) for name, df in frames.items()}}
-        # Delta through Connect: plain writes and reads need only the server's jars.
-        frames["html_extract resiliparse"].write.format("delta").save(delta_dir)
-        result["delta"] = rows_by_id(spark.read.format("delta").load(delta_dir))
+        # Delta through Connect, the lakehouse's own publish (write + version).
+        from include.lakehouse import Lakehouse
+
+        lh = Lakehouse(delta_dir)
+        result["delta_version"] = lh.publish(frames["html_extract resiliparse"], "gold/t")
+        result["delta"] = rows_by_id(lh.read("gold/t"))
     finally:
         stop_spark()
     with open(out_path, "w", encoding="utf-8") as fh:

@@ -111,7 +111,7 @@ def over_connect(connect_url, tmp_path_factory):
                           str(out), str(delta_dir)], capture_output=True, text=True, env=env,
                          cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
-    return json.loads(out.read_text(encoding="utf-8"))
+    return {**json.loads(out.read_text(encoding="utf-8")), "delta_dir": str(delta_dir)}
 
 
 def test_connect_client_is_a_connect_session(over_connect):
@@ -143,4 +143,11 @@ def test_ops_over_connect_match_classic(spark, over_connect):
 
 
 def test_delta_round_trip_over_connect(over_connect):
+    assert over_connect["delta_version"] == 0  # Lakehouse.version() over Connect
     assert over_connect["delta"] == over_connect["ops"]["html_extract resiliparse"]
+    # The table must stay readable by delta-rs (the LLM cache's and tools' reader):
+    # Connect once left 'string collate UTF8_BINARY' in the schema, which it rejects.
+    from deltalake import DeltaTable
+
+    table = DeltaTable(f"{over_connect['delta_dir']}/gold/t").to_pyarrow_table()
+    assert table.num_rows == len(over_connect["delta"])
