@@ -10,5 +10,7 @@ demo: setup
 test: setup
 	bash scripts/test.sh
 
+# Airflow + a warm Spark Connect server and Ray head (scripts/airflow.sh);
+# DATAMILL_AIRFLOW_DB=postgres for PostgreSQL instead of the embedded SQLite.
 airflow: setup
-	bash -c '. scripts/airflow_env.sh && airflow standalone'
+	bash scripts/airflow.sh

@@ -14,7 +14,8 @@ from pathlib import Path
 
 # Other parts of the project add their own subcommands through a
 # ``register(subparsers)`` function; missing parts are simply absent.
-EXTENSIONS = ("training.cli", "ray_jobs.cli")
+EXTENSIONS = ("training.cli", "ray_jobs.cli", "include.agent.cli", "include.quality.cli",
+              "include.retention")
 
 
 def _quiet() -> None:
@@ -57,7 +58,8 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from include.runner import ConservationError, run_pipeline
+    from include.quality.gate import QualityGateError
+    from include.runner import StageError, run_pipeline
     from include.spec import SpecError, load_spec
     from spark_jobs.ingest import SourceError
 
@@ -67,7 +69,7 @@ def cmd_run(args) -> int:
 
         list_files(spec.source_path())  # a missing source fails before anything is written
         summary = run_pipeline(spec, lake=args.lake, run_id=args.run_id)
-    except (SpecError, SourceError, ConservationError) as exc:
+    except (SpecError, SourceError, StageError, QualityGateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(summary))

@@ -31,4 +31,7 @@ def run_demo(lake: str | None = None) -> int:
   Airflow UI      make airflow   (airflow standalone; log in with the admin password it prints),
                   then trigger 'datamill__stdlib_docs' (its params override the spec's step
                   params); 'datamill__train__mix_demo' runs when both gold tables are updated""")
+    from include.agent.demo import run_agent_demo  # the data agent (issue 10)
+
+    ok &= run_agent_demo(root) == 0
     return 0 if ok else 1

@@ -9,6 +9,18 @@ Layout under the root:
     _system/quarantine                rows that could not be processed, with error
     _system/steps                     per-step counters of every run
     _system/runs                      one row per run: spec, summary, status
+    _system/training_signals          per-document losses/weights from training runs
+    _system/files                     incremental sources: every file a run read (path,
+                                      size, mtime, sha256), spark_jobs/manifest.py
+    _system/file_docs                 which documents each file gave (and which earlier
+                                      ones a changed file replaces)
+    _system/published                 per published version, the ids it added and dropped
+                                      (the index ``datamill trace`` reads)
+    <output.table>__dedup/...         dedup indexes of a refreshed table
+                                      (spark_jobs/dedup_index.py)
+
+The root is a local folder or a URI (``s3://bucket/lake``; include/config.py
+``as_location``): table locations are joined as URIs, never through ``Path``.
 
 Every write that belongs to a run replaces exactly that run's slice
 (``replaceWhere``), so a retried Airflow task or a rerun of the same run id
@@ -27,6 +39,11 @@ LEDGER = f"{SYSTEM}/ledger"
 QUARANTINE = f"{SYSTEM}/quarantine"
 STEPS = f"{SYSTEM}/steps"
 RUNS = f"{SYSTEM}/runs"
+# Per-sample training signals written by training runs (training/signals.py).
+TRAINING_SIGNALS = f"{SYSTEM}/training_signals"
+FILES = f"{SYSTEM}/files"
+FILE_DOCS = f"{SYSTEM}/file_docs"
+PUBLISHED = f"{SYSTEM}/published"
 RESERVED_PREFIXES = ("bronze", "silver", SYSTEM)
 TABLE_RE = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
 
@@ -37,8 +54,14 @@ QUARANTINE_SCHEMA = ("pipeline string, run_id string, step_index int, op string,
 STEPS_SCHEMA = ("pipeline string, run_id string, step_index int, op string, op_version string, "
                 "rows_in long, kept long, removed long, quarantined long, added long, "
                 "changed long, stats string, seconds double, ts timestamp")
+FILES_SCHEMA = ("pipeline string, run_id string, path string, size long, mtime long, "
+                "sha256 string, status string, ts timestamp")
+FILE_DOCS_SCHEMA = "pipeline string, run_id string, path string, doc_id string, action string"
+PUBLISHED_SCHEMA = ("pipeline string, output_table string, version long, run_id string, "
+                    "doc_id string, action string, ts timestamp")
 RUNS_SCHEMA = ("pipeline string, run_id string, status string, output_table string, "
-               "output_version long, spec string, summary string, ts timestamp")
+               "output_version long, spec string, summary string, ts timestamp, "
+               "spec_hash string, seq long")
 
 
 def check_table_name(name: str) -> str | None:
@@ -51,6 +74,14 @@ def check_table_name(name: str) -> str | None:
     return None
 
 
+def _marker(user_metadata: str | None) -> dict[str, Any] | None:
+    try:
+        m = json.loads(user_metadata) if user_metadata else None
+    except ValueError:
+        return None
+    return m if isinstance(m, dict) else None
+
+
 def now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -61,10 +92,17 @@ def _sql_str(v: str) -> str:
 
 class Lakehouse:
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        from include.config import as_location
+
+        self.root = as_location(root)
 
     # -- paths -----------------------------------------------------------
+    @property
+    def local(self) -> bool:
+        return isinstance(self.root, Path)
+
     def table_path(self, name: str) -> str:
+        """The table's location: an absolute path, or the root URI joined with ``/``."""
         return str(self.root / name)
 
     def bronze(self, pipeline: str) -> str:
@@ -74,7 +112,11 @@ class Lakehouse:
         return f"silver/{pipeline}/{step_index:02d}_{op}"
 
     def exists(self, name: str) -> bool:
-        return (self.root / name / "_delta_log").is_dir()
+        if self.local:
+            return (self.root / name / "_delta_log").is_dir()
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(self.table_path(name))
 
     # -- reads -----------------------------------------------------------
     @property
@@ -134,11 +176,46 @@ class Lakehouse:
            .option("mergeSchema", "true")
            .partitionBy("_run_id").save(self.table_path(name)))
 
-    def publish(self, df, name: str) -> int:
-        """Overwrite a published table; returns the new Delta version."""
+    def history(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest commits of a table (version, operation, userMetadata), newest first."""
+        path = self.table_path(name).replace("`", "``")
+        rows = self.spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT {int(limit)}") \
+            .select("version", "operation", "userMetadata").collect()
+        return [r.asDict() for r in rows]
+
+    def publisher(self, name: str) -> dict[str, Any] | None:
+        """Who made the table's current version: ``{"pipeline", "run_id", ...}``
+        from the commit's userMetadata (None for tables datamill did not publish)."""
+        if not self.exists(name):
+            return None
+        hist = self.history(name, 1)
+        return _marker(hist[0]["userMetadata"]) if hist else None
+
+    def publish(self, df, name: str, *, app_id: str, seq: int,
+                marker: dict[str, Any]) -> tuple[int, bool]:
+        """Overwrite a published table in one Delta commit, at most once per run.
+
+        The commit carries Delta's idempotent-write options: ``txnAppId`` (one per
+        table) and ``txnVersion`` = the run's ``seq`` (taken when the run started),
+        so Delta itself skips the write when this run, or any run that started
+        later, has already committed to the table: a retried publish never
+        republishes and an older run never replaces a newer run's table.
+        ``marker`` (pipeline, run_id) is the commit's userMetadata.
+
+        Returns ``(version, current)``: the version holding this run's data and
+        whether it is still the table's newest; ``(newest version, False)`` when
+        a newer run's commit made Delta skip this one.
+        """
+        meta = json.dumps(marker, sort_keys=True)
         (self._delta_writer(df).mode("overwrite").option("overwriteSchema", "true")
+           .option("txnAppId", app_id).option("txnVersion", int(seq))
+           .option("userMetadata", meta)
            .save(self.table_path(name)))
-        return self.version(name)
+        hist = self.history(name)
+        mine = [h["version"] for h in hist if _marker(h["userMetadata"]) == marker]
+        if mine:
+            return int(mine[0]), int(mine[0]) == int(hist[0]["version"])
+        return int(hist[0]["version"]), False
 
     def replace_slice(self, df, name: str, pipeline: str, run_id: str,
                       step_indices: Iterable[int] | None = None) -> None:
@@ -159,13 +236,32 @@ class Lakehouse:
         self.replace_slice(df, STEPS, pipeline, run_id, [r["step_index"] for r in rows])
 
     def record_run(self, pipeline: str, run_id: str, status: str, output_table: str,
-                   output_version: int | None, spec: dict, summary: dict) -> None:
+                   output_version: int | None, spec: dict, summary: dict,
+                   spec_hash: str | None = None, seq: int | None = None) -> None:
+        """The run's one row in ``_system/runs``: written with status ``running``
+        when the run starts (its spec snapshot, hash and sequence number, which
+        every later task reads) and replaced as the run ends."""
         row = [(pipeline, run_id, status, output_table, output_version,
-                json.dumps(spec, sort_keys=True), json.dumps(summary), now())]
+                json.dumps(spec, sort_keys=True), json.dumps(summary), now(), spec_hash, seq)]
         df = self.spark.createDataFrame(row, RUNS_SCHEMA)
         cond = f"pipeline = {_sql_str(pipeline)} AND run_id = {_sql_str(run_id)}"
         (self._delta_writer(df).mode("overwrite").option("replaceWhere", cond)
-           .partitionBy("pipeline").save(self.table_path(RUNS)))
+           .option("mergeSchema", "true").partitionBy("pipeline").save(self.table_path(RUNS)))
+
+    def run_record(self, pipeline: str, run_id: str) -> dict[str, Any] | None:
+        from pyspark.sql import functions as F
+
+        if not self.exists(RUNS):
+            return None
+        df = self.read(RUNS)
+        rows = df.where((F.col("pipeline") == pipeline) & (F.col("run_id") == run_id)) \
+            .limit(1).collect()
+        if not rows:
+            return None
+        rec = rows[0].asDict()
+        rec.setdefault("spec_hash", None)
+        rec.setdefault("seq", None)
+        return rec
 
     def step_rows(self, pipeline: str, run_id: str) -> list[dict[str, Any]]:
         from pyspark.sql import functions as F

@@ -29,8 +29,9 @@ SOURCE_COLUMNS = {
 SCHEDULE_PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly",
                     "@monthly", "@quarterly", "@yearly", "@annually")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-TOP_KEYS = {"version", "name", "description", "schedule", "source", "steps", "output", "execution"}
-SOURCE_KEYS = {"path", "format", "id_field", "text_field", "options"}
+TOP_KEYS = {"version", "name", "description", "schedule", "source", "steps", "output", "execution",
+            "retention"}
+SOURCE_KEYS = {"path", "format", "id_field", "text_field", "options", "incremental"}
 
 
 class SpecError(ValueError):
@@ -108,10 +109,12 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | list[str] |
         node: Any = out
         for i, p in enumerate(parts[:-1]):
             if isinstance(node, list):
-                try:
-                    node = node[int(p) - 1]
-                except (ValueError, IndexError):
-                    raise SpecError([f"--set {key}: no step {p}"]) from None
+                # Steps count from 1; 0 and negatives would reach the end of
+                # the list through Python's negative indexing.
+                if not (p.isdigit() and 1 <= int(p) <= len(node)):
+                    raise SpecError([f"--set {key}: no step {p} (steps are numbered "
+                                     f"1 to {len(node)})"])
+                node = node[int(p) - 1]
             else:
                 node = node.setdefault(p, {})
         last = parts[-1]
@@ -191,12 +194,27 @@ def validate_raw(raw: Any) -> list[str]:
                 errs.append(f"source.{k} must be a string")
         if "options" in src and not isinstance(src["options"], dict):
             errs.append("source.options must be a mapping")
+        if not isinstance(src.get("incremental", False), bool):
+            errs.append("source.incremental must be true or false")
+
+    from include.retention import policy_errors
+
+    errs.extend(policy_errors(raw.get("retention")))
 
     out = raw.get("output")
     if not isinstance(out, dict) or "table" not in out:
         errs.append("output.table is required")
     elif (e := check_table_name(out["table"])):
         errs.append(e)
+    else:
+        from include.pipelines_catalog import output_owners
+
+        others = sorted({f"{n} ({p.name})" for n, p in output_owners().get(out["table"], [])
+                         if n != name})
+        if others:
+            errs.append(f"output table {out['table']!r} is already the output of live "
+                        f"pipeline(s) {', '.join(others)}; two pipelines may not share an "
+                        "output table")
 
     steps = raw.get("steps", [])
     if steps is None:
@@ -222,22 +240,24 @@ def validate_raw(raw: Any) -> list[str]:
         meta = op_cls.meta
         perrs = _param_errors(label, meta.params, step.get("params") or {})
         errs.extend(perrs)
-        required = meta.requires
+        required, added = meta.requires, meta.adds
         if not perrs:
-            try:
-                required = op_cls.columns_required(apply_defaults(meta, step.get("params")))
-            except ValueError as exc:
-                errs.append(f"{label}: {exc}")
+            # The hooks follow column-naming params and refuse (ValueError) a
+            # param that would overwrite a reserved column.
+            for hook in ("columns_required", "columns_added"):
+                try:
+                    cols = getattr(op_cls, hook)(apply_defaults(meta, step.get("params")))
+                except ValueError as exc:
+                    errs.append(f"{label}: {exc}")
+                    continue
+                required, added = (cols, added) if hook == "columns_required" else (required, cols)
         if available is not None:
             missing = [c for c in required if c not in available]
             if missing:
                 errs.append(f"{label}: requires column(s) {', '.join(missing)}, which neither the "
                             f"source nor an earlier step provides (available: "
                             f"{', '.join(sorted(available))})")
-            if perrs:
-                available |= set(meta.adds)
-            else:
-                available |= set(op_cls.columns_added(apply_defaults(meta, step.get("params"))))
+            available |= set(added)
     return errs
 
 
@@ -253,6 +273,7 @@ def parse(raw: dict[str, Any], path: str | None = None) -> PipelineSpec:
     src.setdefault("text_field", "text")
     src.setdefault("id_field", None)
     src.setdefault("options", {})
+    src.setdefault("incremental", False)
     return PipelineSpec(name=raw["name"], source=src, steps=steps,
                         output_table=raw["output"]["table"],
                         description=raw.get("description") or "",

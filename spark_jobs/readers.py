@@ -3,8 +3,16 @@
 Pure Python, no Spark: ``spark_jobs.ingest`` runs these inside Spark tasks,
 one file per call. Each yielded record is a dict with keys
 ``line`` (1-based record number in the file), ``id``, ``text``, ``html``,
-``url``, ``meta`` (JSON of the other fields), ``id_generated`` and ``error``;
-a record with ``error`` set goes to quarantine with ``raw``.
+``url``, ``meta`` (JSON of the other fields), ``id_generated``, ``error`` and
+``skipped``; a record with ``error`` set goes to quarantine with ``raw``.
+
+Every line of a line-based file yields exactly one record, so lines read =
+rows + quarantined: a blank or whitespace-only line is quarantined as
+``blank line``, a CSV field over Python's field limit and JSON nested deeper
+than the parser's recursion limit are quarantined with their reason instead
+of failing the task. A record that is not a document by design (a WARC
+request, metadata or warcinfo record) yields a ``skipped`` marker with its
+kind, which the ingest counts for the run summary and drops.
 
 Why our own parsing rather than Spark's JSON/CSV readers: we need a reason per
 bad line (invalid UTF-8, broken JSON, non-string text), and Spark's readers
@@ -16,6 +24,7 @@ import csv
 import hashlib
 import io
 import json
+import sys
 from typing import Any, Iterator
 
 RAW_LIMIT = 65536  # bytes of a bad line kept in quarantine; the ref names the rest
@@ -34,14 +43,27 @@ def _raw(b: bytes | str) -> str:
 
 def _err(line: int, error: str, raw: bytes | str, doc_id: str | None = None) -> dict[str, Any]:
     return {"line": line, "id": doc_id, "text": None, "html": None, "url": None, "meta": None,
-            "id_generated": False, "error": error, "raw": _raw(raw)}
+            "id_generated": False, "error": error, "raw": _raw(raw), "skipped": None}
+
+
+def _skip(line: int, kind: str) -> dict[str, Any]:
+    """A record that is no document by design; counted, never stored."""
+    return {"line": line, "id": None, "text": None, "html": None, "url": None, "meta": None,
+            "id_generated": False, "error": None, "raw": None, "skipped": kind}
 
 
 def _record(line: int, doc_id: str, generated: bool, text=None, html=None, url=None,
             meta: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"line": line, "id": doc_id, "text": text, "html": html, "url": url,
             "meta": json.dumps(meta or {}, ensure_ascii=False, sort_keys=True, default=str),
-            "id_generated": generated, "error": None, "raw": None}
+            "id_generated": generated, "error": None, "raw": None, "skipped": None}
+
+
+BLANK = "blank line"
+
+
+def _too_deep() -> str:
+    return f"JSON nested deeper than the parser allows (recursion limit {sys.getrecursionlimit()})"
 
 
 def _id_from(obj: dict[str, Any], id_field: str | None, text: str) -> tuple[str | None, bool, str | None]:
@@ -78,9 +100,13 @@ def _from_mapping(line: int, obj: Any, id_field: str | None, text_field: str, ra
 
 
 def parse_jsonl(content: bytes, id_field: str | None, text_field: str, **_) -> Iterator[dict[str, Any]]:
-    for n, raw in enumerate(content.split(b"\n"), start=1):
+    lines = content.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # the newline that ends the last line starts no line
+    for n, raw in enumerate(lines, start=1):
         if not raw.strip():
-            continue  # blank separator lines are not records
+            yield _err(n, BLANK, raw)
+            continue
         try:
             s = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -88,10 +114,11 @@ def parse_jsonl(content: bytes, id_field: str | None, text_field: str, **_) -> I
             continue
         try:
             obj = json.loads(s)
+            yield _from_mapping(n, obj, id_field, text_field, raw)
         except json.JSONDecodeError as exc:
             yield _err(n, f"invalid JSON: {exc.msg} at column {exc.colno}", raw)
-            continue
-        yield _from_mapping(n, obj, id_field, text_field, raw)
+        except RecursionError:  # raised by loads, or by dumps of a mapping's meta
+            yield _err(n, _too_deep(), raw)
 
 
 def parse_csv(content: bytes, id_field: str | None, text_field: str, options=None, **_):
@@ -102,10 +129,26 @@ def parse_csv(content: bytes, id_field: str | None, text_field: str, options=Non
         header = next(reader)
     except StopIteration:
         return
-    for row in reader:
+    except csv.Error as exc:
+        yield _err(1, f"unreadable CSV header: {exc}",
+                   _line(text, 1).encode("utf-8", "surrogateescape"))
+        return
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            # Over csv.field_size_limit() (128 KiB), most often a quote never
+            # closed; the reader goes on at the next line.
+            n = reader.line_num
+            yield _err(n, f"unreadable CSV record: {exc}",
+                       _line(text, n).encode("utf-8", "surrogateescape"))
+            continue
         n = reader.line_num
         raw = ",".join(row)
-        if not row:
+        if not row or (len(row) == 1 and not row[0].strip()):  # an empty or blank line
+            yield _err(n, BLANK, raw)
             continue
         if any("\udc80" <= ch <= "\udcff" for cell in row for ch in cell):
             yield _err(n, "invalid UTF-8", raw.encode("utf-8", "surrogateescape"))
@@ -114,6 +157,17 @@ def parse_csv(content: bytes, id_field: str | None, text_field: str, options=Non
             yield _err(n, f"row has {len(row)} fields, header has {len(header)}", raw)
             continue
         yield _from_mapping(n, dict(zip(header, row)), id_field, text_field, raw)
+
+
+def _line(text: str, n: int) -> str:
+    """Line ``n`` (1-based) of ``text``, cut to what quarantine keeps."""
+    start = 0
+    for _ in range(n - 1):
+        start = text.find("\n", start) + 1
+        if start == 0:
+            return ""
+    end = text.find("\n", start)
+    return text[start:end if end >= 0 and end - start < RAW_LIMIT else start + RAW_LIMIT]
 
 
 def parse_text(content: bytes, path: str, **_):
@@ -158,7 +212,8 @@ def parse_warc(content: bytes, path: str, id_field: str | None = None, **_):
                            f"{path} record {n} {uri}", rid or None)
                 continue
             if rec.rec_type != "response":
-                continue  # request/metadata/warcinfo records are not documents
+                yield _skip(n, f"warc_{rec.rec_type}")  # request/metadata/warcinfo: no document
+                continue
             ctype = (rec.http_headers.get_header("Content-Type") if rec.http_headers else "") or ""
             meta = {"path": path, "warc_date": rec.rec_headers.get_header("WARC-Date"),
                     "content_type": ctype}

@@ -10,6 +10,13 @@ turns a per-row exception into a ``_quarantine`` message instead of a failed
 job, and serialises ``_detail`` to JSON. Counters (``total/kept/dropped/
 dropped_<reason>``) come from ``counts`` over the result, the same numbers the
 runner's ledger records.
+
+In a fused group the runner's frame carries ``_dead`` (null = alive: the
+step that removed or quarantined the row otherwise). ``map_rows`` calls
+``row_fn`` only on live rows and passes dead ones through with their values
+and null decisions, which the runner ignores for them anyway: after a
+language filter that drops 90 % of a crawl, the later steps do 10 % of the
+work, not all of it. Only the live rows of a batch are converted to Python.
 """
 from __future__ import annotations
 
@@ -22,6 +29,9 @@ CONTROL_TYPES = {"_reason": "string", "_detail": "string", "_changed": "string",
 # Spark SQL type name -> pyarrow type factory; the few types ops add.
 _ARROW = {"string": "string", "double": "float64", "boolean": "bool_", "bigint": "int64",
           "int": "int32"}
+DEAD = "_dead"
+# benchmarks/fusion turns this off to measure what skipping dead rows saves.
+SKIP_DEAD = True
 
 
 def _arrow_type(spark_type: str):
@@ -58,16 +68,25 @@ def map_rows(df, row_fn: Callable[[dict[str, Any]], dict[str, Any]], *, op: str,
     schema = StructType(fields)
     out_types = {n: writes[n] for n in writes}
     out_types.update(CONTROL_TYPES)
+    skip_dead = SKIP_DEAD and DEAD in df.columns
 
     def run(batches: Iterator) -> Iterator:
+        import numpy as np
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         for batch in batches:
             n = batch.num_rows
-            cols = {c: batch.column(c).to_pylist() for c in set(reads) | replaced}
-            outs: dict[str, list] = {c: ([None] * n if c not in replaced else list(cols[c]))
+            live_idx = None
+            if skip_dead and batch.column(DEAD).null_count < n:
+                live_idx = np.flatnonzero(pc.is_null(batch.column(DEAD)).to_numpy(
+                    zero_copy_only=False))
+            live = batch if live_idx is None else batch.take(pa.array(live_idx))
+            m = live.num_rows
+            cols = {c: live.column(c).to_pylist() for c in set(reads) | replaced}
+            outs: dict[str, list] = {c: ([None] * m if c not in replaced else list(cols[c]))
                                      for c in out_types}
-            for i in range(n):
+            for i in range(m):
                 row = {c: cols[c][i] for c in reads}
                 try:
                     res = row_fn(row)
@@ -80,13 +99,32 @@ def map_rows(df, row_fn: Callable[[dict[str, Any]], dict[str, Any]], *, op: str,
             arrays, names = [], []
             for name in schema.names:
                 if name in out_types:
-                    arrays.append(pa.array(outs[name], type=_arrow_type(out_types[name])))
+                    arr = pa.array(outs[name], type=_arrow_type(out_types[name]))
+                    if live_idx is not None:
+                        arr = _scatter(arr, live_idx, n,
+                                       batch.column(name) if name in replaced else None)
+                    arrays.append(arr)
                 else:
                     arrays.append(batch.column(name))
                 names.append(name)
             yield pa.RecordBatch.from_arrays(arrays, names=names)
 
     return df.mapInArrow(run, schema)
+
+
+def _scatter(values, idx, n: int, base=None):
+    """An ``n``-row array: ``values`` at positions ``idx``, ``base`` (or null) elsewhere."""
+    import numpy as np
+    import pyarrow as pa
+
+    if base is None:
+        base = pa.nulls(1, values.type)
+        where = np.zeros(n, dtype=np.int64)
+    else:
+        base = base.cast(values.type)
+        where = np.arange(n, dtype=np.int64)
+    where[idx] = len(base) + np.arange(len(idx), dtype=np.int64)
+    return pa.concat_arrays([base, values]).take(pa.array(where))
 
 
 def counts(df) -> dict[str, int]:

@@ -14,6 +14,38 @@ import pytest
 
 from tests.helpers import ROOT
 
+
+def _test_slot():
+    """Hold one of ``$DATAMILL_TEST_SLOTS`` (default 2) machine-wide test slots.
+
+    Several test sessions on one 2-core machine (developers sharing a box)
+    each start a JVM, Ray and Airflow servers, and thrash it so badly that
+    timeouts fail healthy tests; beyond the slots a session waits its turn.
+    ``DATAMILL_TEST_SLOTS=0`` turns this off.
+    """
+    import fcntl
+    import time
+
+    n = int(os.environ.get("DATAMILL_TEST_SLOTS", "2"))
+    waited = False
+    while n > 0:
+        for i in range(n):
+            fh = open(os.path.join(tempfile.gettempdir(), f"datamill-test-slot-{i}.lock"), "w")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fh
+            except BlockingIOError:
+                fh.close()
+        if not waited:
+            print(f"[datamill] waiting for one of {n} test slots (other test sessions are "
+                  "running on this machine)", file=sys.stderr, flush=True)
+            waited = True
+        time.sleep(3)
+    return None
+
+
+_SLOT = _test_slot()
+
 # Airflow reads its home at import time: point it at a throwaway one first.
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="datamill-airflow-")
 atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)

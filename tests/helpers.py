@@ -48,3 +48,51 @@ def clean_texts(n: int) -> list[str]:
             d = json.loads(line)
             docs[d["id"]] = d["text"]
     return [docs[i] for i in CLEAN_IDS[:n]]
+
+
+class CaptureServer:
+    """A real HTTP server on loopback that records every request it gets
+    (method, path, headers, body) and answers like an OpenAI-compatible
+    endpoint, so a test can prove that nothing was sent to it."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                import json as _json
+
+                n = int(self.headers.get("Content-Length") or 0)
+                outer.requests.append({"method": self.command, "path": self.path,
+                                       "headers": dict(self.headers),
+                                       "body": self.rfile.read(n).decode(errors="replace")})
+                body = _json.dumps({"id": "x", "object": "chat.completion", "choices": [{
+                    "index": 0, "finish_reason": "stop", "message": {
+                        "role": "assistant", "content": '{"score": 5, "rationale": "ok"}'}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> "CaptureServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

@@ -1,8 +1,9 @@
 """``datamill train CONFIG [--lake DIR]``: the training loop outside Airflow.
 
 Prints one line per step and per evaluation, and as its last line one JSON
-object (the run summary: ``eval`` entries with per-domain ``val_loss`` and
-``weights``, ``seconds``, ...). Exit codes: 0 success, 1 invalid input, 2 usage.
+object (the run summary: ``eval`` entries with per-domain ``val_loss`` on
+the evaluation split and ``weights``, ``seconds``, ``run_dir``, ...). With
+``train.ranks`` > 1 the training runs on that many torchrun processes. Exit codes: 0 success, 1 invalid input, 2 usage.
 ``register(subparsers)`` adds the command to the ``datamill`` CLI;
 ``python -m training.cli train CONFIG`` runs it alone.
 """
@@ -17,11 +18,12 @@ def _train(args: argparse.Namespace) -> int:
     from training.config import ConfigError
     from training.data import DataError
     from training.mixer import StrategyError
-    from training.tasks import run_all
+    from training.tasks import TrainingError, run_all
 
     try:
-        summary = run_all(args.config, args.lake, log=lambda line: print(line, flush=True))
-    except (ConfigError, DataError, StrategyError) as exc:
+        summary = run_all(args.config, args.lake, log=lambda line: print(line, flush=True),
+                          run_id=args.run_id)
+    except (ConfigError, DataError, StrategyError, TrainingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(summary), flush=True)
@@ -33,6 +35,8 @@ def register(subparsers) -> None:
                               description=__doc__.split("\n\n")[0])
     p.add_argument("config", help="training config YAML")
     p.add_argument("--lake", help="lakehouse root (default: $DATAMILL_LAKE or ./lakehouse)")
+    p.add_argument("--run-id", help="name the run (default: data-<fingerprint of config and data>, "
+                   "so the same command on the same data resumes it)")
     p.set_defaults(func=_train)
 
 

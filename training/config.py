@@ -55,6 +55,9 @@ SCHEMA: dict[str, Any] = {
                         "properties": {"table": {"type": "string", "minLength": 1}},
                     },
                 },
+                # The selection holdout: strategies and reference models may
+                # use it (RHO-LOSS's irreducible-loss model, a validation
+                # gradient, DoReMi's reference); never used to report.
                 "validation": {
                     "type": "object",
                     "additionalProperties": False,
@@ -62,6 +65,30 @@ SCHEMA: dict[str, Any] = {
                     "properties": {
                         "fraction": {"type": "number", "exclusiveMinimum": 0,
                                      "exclusiveMaximum": 0.5, "default": 0.05},
+                    },
+                },
+                # The evaluation set no strategy ever sees: what ``eval`` in the
+                # summary reports. A domain listed under ``domains`` is
+                # evaluated on that table (rows whose id or text also occur in
+                # its training table are dropped from training, and counted);
+                # every other domain holds out ``fraction`` of its documents.
+                "test": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "default": {},
+                    "properties": {
+                        "fraction": {"type": "number", "exclusiveMinimum": 0,
+                                     "exclusiveMaximum": 0.5, "default": 0.05},
+                        "domains": {
+                            "type": "object",
+                            "default": {},
+                            "additionalProperties": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["table"],
+                                "properties": {"table": {"type": "string", "minLength": 1}},
+                            },
+                        },
                     },
                 },
                 "tokenizer": {
@@ -103,6 +130,9 @@ SCHEMA: dict[str, Any] = {
                 "eval_samples": {"type": "integer", "minimum": 1, "default": 64},
                 "checkpoint_every": {"type": "integer", "minimum": 1},
                 "threads": {"type": "integer", "minimum": 1},
+                # Data-parallel processes (torchrun): batch_size is the global
+                # batch and must divide evenly. gloo on CPU, NCCL on GPUs.
+                "ranks": {"type": "integer", "minimum": 1, "maximum": 64, "default": 1},
             },
         },
         "mixer": {
@@ -121,7 +151,12 @@ SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "default": {},
-            "properties": {"dir": {"type": "string"}},
+            "properties": {
+                "dir": {"type": "string"},
+                # Per-sample training signals to the lakehouse table
+                # _system/training_signals (training/signals.py).
+                "signals": {"type": "boolean", "default": True},
+            },
         },
     },
 }
@@ -177,6 +212,11 @@ class TrainConfig:
         return self.raw["mixer"]
 
     @property
+    def test_tables(self) -> dict[str, str]:
+        """Domain -> separate evaluation table, for the domains that have one."""
+        return {d: spec["table"] for d, spec in sorted(self.raw["data"]["test"]["domains"].items())}
+
+    @property
     def output_dir(self) -> Path:
         out = Path(self.raw["output"].get("dir") or f"runs/{self.name}").expanduser()
         return out if out.is_absolute() else PROJECT_ROOT / out
@@ -200,7 +240,15 @@ def parse_config(raw: Any, path: Path | None = None) -> TrainConfig:
     if model["hidden"] % model["heads"]:
         raise ConfigError(f"{path or 'config'}: model/hidden ({model['hidden']}) must be "
                           f"divisible by model/heads ({model['heads']})")
-    raw["train"].setdefault("checkpoint_every", raw["train"]["eval_every"])
+    tr = raw["train"]
+    if tr["batch_size"] % tr["ranks"]:
+        raise ConfigError(f"{path or 'config'}: train/batch_size ({tr['batch_size']}) must be "
+                          f"divisible by train/ranks ({tr['ranks']}): it is the global batch")
+    unknown = set(raw["data"]["test"]["domains"]) - set(raw["data"]["domains"])
+    if unknown:
+        raise ConfigError(f"{path or 'config'}: data/test/domains names {sorted(unknown)}, "
+                          f"which are not training domains ({sorted(raw['data']['domains'])})")
+    tr.setdefault("checkpoint_every", tr["eval_every"])
     return TrainConfig(raw=raw, path=path)
 
 

@@ -125,14 +125,20 @@ def domains(max_docs: int, seed: int = 0, with_junk: bool = True) -> dict[str, l
 
 
 def write_tables(spark, lake: Path, tables: dict[str, list[str]], prefix: str = "gold") -> dict[str, str]:
-    """Write each domain as a Delta table ``<lake>/<prefix>/<name>`` (id, text, meta)."""
+    """Write each domain as a Delta table ``<lake>/<prefix>/<name>`` (id, text, meta).
+
+    Ids are ``<name>-<n>`` in ``gold`` and ``<prefix>-<name>-<n>`` elsewhere,
+    so an evaluation table never reuses its training table's ids."""
     import json
+
+    from include.config import lake_path
 
     written = {}
     for name, docs in tables.items():
-        rows = [(f"{name}-{i:06d}", text, json.dumps({"source": name})) for i, text in enumerate(docs)]
+        stem = name if prefix == "gold" else f"{prefix}-{name}"
+        rows = [(f"{stem}-{i:06d}", text, json.dumps({"source": name})) for i, text in enumerate(docs)]
         df = spark.createDataFrame(rows, "id string, text string, meta string")
         table = f"{prefix}/{name}"
-        df.write.format("delta").mode("overwrite").save(str(Path(lake) / table))
+        df.write.format("delta").mode("overwrite").save(str(lake_path(lake, table)))
         written[name] = table
     return written

@@ -3,9 +3,12 @@
 prepare_tokens >> train >> evaluate >> publish. The DAG is scheduled on the
 Airflow Assets of its domain tables (the URIs the pipeline DAGs emit as
 outlets, ``include.lineage.asset_uri``), so it runs when the pipelines that
-make its data have all published. Parsing reads YAML only: no torch, Spark or
-Megatron at import time. Each config builds in its own ``try``; a broken one
-is logged and skipped unless ``DATAMILL_STRICT`` is set.
+make its data have all published; each DAG run trains its own run on the
+data it found. ``publish`` has the published model as its outlet Asset
+(:func:`model_asset`), so other DAGs can be scheduled on a new model.
+Parsing reads YAML only: no torch, Spark or Megatron at import time. Each
+config builds in its own ``try``; a broken one is logged and skipped unless
+``DATAMILL_STRICT`` is set.
 """
 from __future__ import annotations
 
@@ -29,6 +32,14 @@ def dag_id(name: str) -> str:
     return f"datamill__train__{name}"
 
 
+def model_asset(cfg):
+    """The Asset a training config's published model is (``<output.dir>/model``)."""
+    from airflow.sdk import Asset
+
+    return Asset(name=f"datamill_model__{cfg.name}", uri=f"file://{cfg.output_dir / 'model'}",
+                 group="model")
+
+
 def build_dag(config_path: Path):
     from airflow.sdk import DAG, Asset
 
@@ -43,7 +54,9 @@ def build_dag(config_path: Path):
     cfg = load_config(config_path)
     lake = os.environ.get("DATAMILL_LAKE")
     assets = [Asset(asset_uri(lake_root(lake), table)) for table in cfg.domains.values()]
-    doc = (f"### training: {cfg.name}\n\nReport: `{cfg.output_dir / 'report.html'}`\n\n"
+    doc = (f"### training: {cfg.name}\n\nEach run's report: the *Training report* link of "
+           f"the `publish` task, or the run's *Training* tab. Published model: "
+           f"`{cfg.output_dir / 'model'}` ({cfg.train['ranks']} rank(s)).\n\n"
            f"```yaml\n{yaml.safe_dump(cfg.raw, sort_keys=False)}```")
     with DAG(
         dag_id=dag_id(cfg.name),
@@ -60,7 +73,7 @@ def build_dag(config_path: Path):
         (PrepareTokensOperator(task_id="prepare_tokens", **common)
          >> TrainOperator(task_id="train", **common)
          >> EvaluateOperator(task_id="evaluate", **common)
-         >> PublishOperator(task_id="publish", **common))
+         >> PublishOperator(task_id="publish", outlets=[model_asset(cfg)], **common))
     return dag
 
 

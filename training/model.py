@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from megatron.core.transformer.module import MegatronModule
 
+from training.distributed import device  # noqa: F401 - the device is chosen in one place
+
 
 class SDPAttention(MegatronModule):
     """Causal core attention on ``torch.nn.functional.scaled_dot_product_attention``.
@@ -43,10 +45,6 @@ class SDPAttention(MegatronModule):
         return out.permute(2, 0, 1, 3).reshape(out.size(2), out.size(0), -1)
 
 
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def layer_spec(dev: torch.device):
     from megatron.core.models.gpt import gpt_layer_specs as specs
 
@@ -62,30 +60,14 @@ def layer_spec(dev: torch.device):
     return spec
 
 
-def init_parallel(dev: torch.device) -> None:
-    """One-process model parallel state (gloo on CPU, nccl on CUDA)."""
-    import torch.distributed as dist
-    from megatron.core import parallel_state
-
-    if not dist.is_initialized():
-        # An in-process store: a one-process group needs no TCP rendezvous,
-        # so concurrent runs on one machine never compete for a port.
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", store=dist.HashStore(),
-                                rank=0, world_size=1)
-    if not parallel_state.model_parallel_is_initialized():
-        parallel_state.initialize_model_parallel(1, 1)
-    if dev.type == "cuda":
-        from megatron.core import tensor_parallel
-
-        tensor_parallel.model_parallel_cuda_manual_seed(0)
-
-
 def build_gpt(model_cfg: dict, vocab_size: int, dev: torch.device):
     """A GPTModel for ``model_cfg`` (layers, hidden, heads, seq_len) on ``dev``."""
     from megatron.core.models.gpt.gpt_model import GPTModel
     from megatron.core.transformer.transformer_config import TransformerConfig
 
-    init_parallel(dev)
+    from training.distributed import init
+
+    init(dev)
     config = TransformerConfig(
         num_layers=model_cfg["layers"],
         hidden_size=model_cfg["hidden"],

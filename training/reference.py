@@ -70,3 +70,87 @@ class BigramReference:
             rows = domains == d
             out[rows] = self._holdout[d].sample_loss(windows[rows])
         return out
+
+
+class ProxyReference:
+    """DoReMi's reference model: a small GPT trained on the uniform mixture.
+
+    Xie et al., 2023 (arXiv:2305.10429, section 2) train a reference model
+    on the uniform ("baseline") mixture and score every training batch
+    with it; the proxy's per-domain *excess* loss over that reference
+    drives the weights. Here the reference is the same Megatron GPT,
+    smaller (``layers``/``hidden`` of the strategy's params), trained for
+    ``steps`` steps of the run's batch size on the training split under
+    uniform weights with its own seed, before the first update that needs
+    it. Its state is cached under the token folder (keyed by its settings),
+    so other strategies or reruns on the same data reuse it; the time it
+    took is reported as ``build_seconds``.
+    """
+
+    def __init__(self, model, build_seconds: float, cached: bool):
+        self.model = model
+        self.build_seconds = build_seconds
+        self.cached = cached
+
+    @classmethod
+    def build(cls, data, model_cfg: dict, train_cfg: dict, params: dict, dev, cache_dir,
+              dist, log=print) -> "ProxyReference":
+        import hashlib
+        import json
+        import math
+        import time
+        from pathlib import Path
+
+        import torch
+
+        from training import checkpoint
+        from training.model import build_gpt, per_token_loss
+        from training.sampler import DomainSampler
+
+        ref_cfg = {"layers": params["layers"], "hidden": params["hidden"],
+                   "heads": max(1, params["hidden"] // max(1, model_cfg["hidden"] // model_cfg["heads"])),
+                   "seq_len": model_cfg["seq_len"]}
+        key = {"model": ref_cfg, "steps": params["steps"], "batch": train_cfg["batch_size"],
+               "lr": train_cfg["lr"], "seed": train_cfg["seed"], "data": data.manifest.get("key_hash")}
+        path = Path(cache_dir) / "reference" / (
+            hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".pt")
+        started = time.perf_counter()
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(train_cfg["seed"] + 7919)
+            model = build_gpt(ref_cfg, data.vocab_size, dev)
+            cached = path.exists()
+            if not cached and dist.main:
+                opt = torch.optim.AdamW(model.parameters(), lr=train_cfg["lr"], betas=(0.9, 0.95))
+                sampler = DomainSampler([len(data.train[d]) for d in data.domains],
+                                        train_cfg["seed"] + 7919)
+                uniform = np.full(len(data.domains), 1 / len(data.domains))
+                steps = params["steps"]
+                for step in range(steps):
+                    for g in opt.param_groups:
+                        g["lr"] = train_cfg["lr"] * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+                    doms, idx = sampler.draw(train_cfg["batch_size"], uniform)
+                    tokens = torch.as_tensor(np.stack([data.train[data.domains[d]][i]
+                                                       for d, i in zip(doms, idx)]), device=dev)
+                    loss = per_token_loss(model, tokens).mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    opt.step()
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                torch.save(checkpoint.plain(model.state_dict()), tmp)
+                tmp.replace(path)
+                log(f"reference model: {ref_cfg['layers']} layer(s), hidden {ref_cfg['hidden']}, "
+                    f"{steps} uniform steps, final batch loss {loss.item():.3f}; saved {path}")
+            dist.barrier()
+            model.load_state_dict(checkpoint.load(path))
+        model.eval()
+        return cls(model, time.perf_counter() - started, cached)
+
+    def sample_loss(self, tokens) -> np.ndarray:
+        import torch
+
+        from training.model import per_token_loss
+
+        with torch.no_grad():
+            return torch.cat([per_token_loss(self.model, c).mean(1) for c in tokens.split(64)]).cpu().numpy()

@@ -14,11 +14,17 @@ documents), a second tier is used: the Python sources and documentation of the
 third-party packages installed in this environment (site-packages). The first
 tier is read in the same order either way, so a 20k corpus is unchanged.
 
-Ground truth is exact Jaccard over sets of lower-cased word 5-grams (``\\w+``
-tokens), for *all* pairs that can reach the threshold: AllPairs prefix
-filtering (Bayardo et al. 2007) orders shingles rarest-first and pairs two
-documents only if their prefixes share a shingle, which every pair with
-J >= t does, then every candidate is verified exactly. The near-duplicate
+Ground truth is exact Jaccard over sets of word 5-grams, for *all* pairs that
+can reach the threshold, under two tokenisations: ``truth.json`` with
+lower-cased ``\\w+`` words, datamill's own shingling (so it favours datamill,
+whose verification computes exactly this Jaccard), and ``truth_ws.json``
+with an independent one: NFKC-normalised text split at whitespace, case and
+punctuation kept ("Foo," and "foo" differ), which neither datamill nor
+datatrove (lower-cased, punctuation stripped by its ``simplify_text``) uses.
+Both are computed the same way: AllPairs prefix filtering (Bayardo et al.
+2007) orders shingles rarest-first and pairs two documents only if their
+prefixes share a shingle, which every pair with J >= t does, then every
+candidate is verified exactly. The near-duplicate
 clusters are the connected components of the J >= t graph. Shingles are
 compared as 64-bit hashes of their word ids (numpy, so 200k documents fit in
 minutes); a collision changes a Jaccard only with probability ~1e-19 per
@@ -41,10 +47,16 @@ import re
 import sys
 import sysconfig
 import time
+import unicodedata
 
 import numpy as np
 
 WORD = re.compile(r"\w+")
+TOKENIZERS = {
+    "word": lambda text: WORD.findall(text.lower()),
+    "ws": lambda text: unicodedata.normalize("NFKC", text).split(),
+}
+TRUTH_FILES = {"word": "truth.json", "ws": "truth_ws.json"}
 SOURCE_GLOBS = (
     ("man", "/usr/share/man/man1/*.gz"),
     ("doc", "/usr/share/doc/*/*"),
@@ -171,14 +183,16 @@ def shingle_set(text: str, n: int = 5) -> frozenset:
     return frozenset(" ".join(ws[i:i + n]) for i in range(len(ws) - n + 1))
 
 
-def _shingle_hashes(texts: list[str], n: int = 5) -> list[np.ndarray]:
-    """Sorted unique uint64 hashes of each text's ``shingle_set`` (same shingles)."""
+def _shingle_hashes(texts: list[str], n: int = 5, tokens: str = "word") -> list[np.ndarray]:
+    """Sorted unique uint64 hashes of each text's word n-grams (``word``: the
+    shingles of ``shingle_set``; ``ws``: whitespace tokens)."""
+    tokenize = TOKENIZERS[tokens]
     vocab: dict[str, int] = {}
     mult = np.uint64(0x9E3779B97F4A7C15)
     out = []
     with np.errstate(over="ignore"):
         for text in texts:
-            ws = WORD.findall(text.lower())
+            ws = tokenize(text)
             ids = np.fromiter((vocab.setdefault(w, len(vocab) + 1) for w in ws), np.uint64,
                               len(ws))
             if len(ws) < n:  # shingle_set's one short shingle: all the words
@@ -195,10 +209,11 @@ def _shingle_hashes(texts: list[str], n: int = 5) -> list[np.ndarray]:
     return out
 
 
-def true_pairs(texts: dict[str, str], threshold: float) -> dict[tuple[str, str], float]:
+def true_pairs(texts: dict[str, str], threshold: float,
+               tokens: str = "word") -> dict[tuple[str, str], float]:
     """Every pair with Jaccard >= threshold, exactly (prefix filtering + verification)."""
     keys = sorted(texts)
-    sets = _shingle_hashes([texts[k] for k in keys])
+    sets = _shingle_hashes([texts[k] for k in keys], tokens=tokens)
     sizes = np.array([len(s) for s in sets])
     flat = np.concatenate(sets)
     doc = np.repeat(np.arange(len(sets)), sizes)
@@ -247,24 +262,39 @@ def main(argv=None) -> int:
     ap.add_argument("--skew-copies", type=int, default=1000)
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--truth-only", choices=sorted(TOKENIZERS), default=None,
+                    help="only (re)compute this truth for the corpus already in --out")
     a = ap.parse_args(argv)
     os.makedirs(os.path.join(a.out, "input"), exist_ok=True)
     t0 = time.time()
-    rows = build(a.docs, a.seed, a.skew_copies)
-    # several files: datatrove parallelises over files, Spark over splits
-    shards = [open(os.path.join(a.out, "input", f"docs-{k:02d}.jsonl"), "w") for k in range(a.shards)]
-    for i, r in enumerate(rows):
-        shards[i % a.shards].write(json.dumps({"id": r["id"], "text": r["text"]}) + "\n")
-    for f in shards:
-        f.close()
+    if a.truth_only:
+        rows = []
+        for path in sorted(glob.glob(os.path.join(a.out, "input", "*.jsonl"))):
+            with open(path) as f:
+                rows += [json.loads(line) for line in f]
+        with open(os.path.join(a.out, "truth.json")) as f:
+            origin = json.load(f)["origin"]
+        rows = [{**r, "origin": origin[r["id"]]} for r in rows]
+    else:
+        rows = build(a.docs, a.seed, a.skew_copies)
+        # several files: datatrove parallelises over files, Spark over splits
+        shards = [open(os.path.join(a.out, "input", f"docs-{k:02d}.jsonl"), "w")
+                  for k in range(a.shards)]
+        for i, r in enumerate(rows):
+            shards[i % a.shards].write(json.dumps({"id": r["id"], "text": r["text"]}) + "\n")
+        for f in shards:
+            f.close()
     t1 = time.time()
-    pairs = true_pairs({r["id"]: r["text"] for r in rows}, a.threshold)
-    with open(os.path.join(a.out, "truth.json"), "w") as f:
-        json.dump({"threshold": a.threshold, "docs": len(rows),
-                   "pairs": [[x, y, round(j, 4)] for (x, y), j in sorted(pairs.items())],
-                   "origin": {r["id"]: r["origin"] for r in rows}}, f)
-    print(f"{len(rows)} docs ({sum(len(r['text']) for r in rows) / 1e6:.1f} MB) in {t1 - t0:.0f}s; "
-          f"{len(pairs)} true pairs at J>={a.threshold} in {time.time() - t1:.0f}s", file=sys.stderr)
+    for tokens in [a.truth_only] if a.truth_only else sorted(TOKENIZERS, reverse=True):
+        t2 = time.time()
+        pairs = true_pairs({r["id"]: r["text"] for r in rows}, a.threshold, tokens)
+        with open(os.path.join(a.out, TRUTH_FILES[tokens]), "w") as f:
+            json.dump({"threshold": a.threshold, "docs": len(rows), "tokens": tokens,
+                       "pairs": [[x, y, round(j, 4)] for (x, y), j in sorted(pairs.items())],
+                       "origin": {r["id"]: r["origin"] for r in rows}}, f)
+        print(f"{len(rows)} docs ({sum(len(r['text']) for r in rows) / 1e6:.1f} MB) in "
+              f"{t1 - t0:.0f}s; truth {tokens}: {len(pairs)} true pairs at J>={a.threshold} "
+              f"in {time.time() - t2:.0f}s", file=sys.stderr)
     return 0
 
 

@@ -7,10 +7,14 @@
    (a) a plain ``AsyncOpenAI`` client with an ``asyncio.Semaphore(C)`` and
    (b) datamill's ``llm_score`` op on local Ray (one async actor with C
    requests in flight, cache off so every row is asked), alternating a/b
-   ``--repeat`` times. Reported: requests/s end to end (b includes starting
-   its Ray actor, a fresh worker process per run; ``ray.init`` is excluded and
-   reported apart), requests/s as the server saw them (first to last request:
-   the steady state), seconds to the first request, and b/a ratios.
+   ``--repeat`` times. End to end, each run is a fresh process timed from its
+   start to its exit: interpreter, imports, for (b) ``ray.init`` (a local Ray
+   cluster) and its actor, the requests, the answers as an Arrow table. In
+   process, after one warm-up of each in the benchmark's own process, the
+   same runs without the process and ``ray.init`` start-up (b still starts
+   its actor each run). Reported: requests/s of both, requests/s as the
+   server saw them (first to last request: the steady state), seconds to the
+   first request, and b/a ratios.
 2. ``semantic_dedup`` embedding speed on CPU: docs/s of all-MiniLM-L6-v2 with
    sentence-transformers in-process, and of the whole op on Ray (load the
    model in an actor, embed, cluster, decide).
@@ -113,14 +117,54 @@ def datamill_score(url: str, rows: list[dict], concurrency: int, lake: str) -> i
     return out.num_rows
 
 
+def cold_worker(args) -> int:
+    """One whole run in this fresh process (``--cold-worker``): what a user's job pays."""
+    rows = load_texts(args.requests)
+    if args.cold_worker == "plain":
+        asyncio.run(plain_client(args.url, rows, args.concurrency))
+        return 0
+    from ray_jobs.engine import ensure_ray
+
+    t0 = time.time()
+    ensure_ray()
+    print(json.dumps({"ray_init_s": round(time.time() - t0, 2)}), flush=True)
+    datamill_score(args.url, rows, args.concurrency, args.lake)
+    return 0
+
+
+def cold_runs(args, url: str) -> dict[str, list]:
+    runs: dict[str, list] = {"plain_asyncio_openai": [], "datamill_llm_score": []}
+    for _ in range(args.repeat):
+        for name, worker in (("plain_asyncio_openai", "plain"), ("datamill_llm_score", "datamill")):
+            t0 = time.time()
+            done = subprocess.run(
+                [sys.executable, "-m", "benchmarks.llm.run", "--cold-worker", worker, "--url", url,
+                 "--requests", str(args.requests), "--concurrency", str(args.concurrency),
+                 "--lake", args.lake], cwd=PROJECT_ROOT, capture_output=True, text=True)
+            wall = time.time() - t0
+            if done.returncode:
+                raise RuntimeError(f"{worker} run failed: {done.stderr[-2000:]}")
+            span = server_span(url)
+            inner = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
+            runs[name].append({"seconds": wall, "rps": args.requests / wall,
+                               "to_first_request_s": span["first_at"] - t0, "server": span,
+                               **(inner[0] if inner else {}), "load": os.getloadavg()[0]})
+    return runs
+
+
 def bench_llm(args) -> dict:
     from ray_jobs.engine import ensure_ray
 
     rows = load_texts(args.requests)
+    proc, url = start_server(args.latency_ms)
+    try:
+        cold = cold_runs(args, url)
+    except BaseException:
+        proc.terminate()
+        raise
     t0 = time.time()
     ensure_ray()
     ray_init_s = time.time() - t0
-    proc, url = start_server(args.latency_ms)
     runs: dict[str, list] = {"plain_asyncio_openai": [], "datamill_llm_score": []}
     try:
         # Warm-ups: the server and client libraries, and Ray Data's own start-up
@@ -147,20 +191,24 @@ def bench_llm(args) -> dict:
         proc.terminate()
         proc.wait(10)
 
-    def med(name: str, key: str) -> float:
-        vals = [r["rps"] if key == "rps" else r["server"]["rps"] for r in runs[name]]
+    def med(table: dict, name: str, key: str) -> float:
+        vals = [r["rps"] if key == "rps" else r["server"]["rps"] for r in table[name]]
         return statistics.median(vals)
 
-    summary = {k: {"rps_end_to_end": round(med(k, "rps"), 1),
-                   "rps_server_seen": round(med(k, "server"), 1)} for k in runs}
+    summary = {k: {"rps_end_to_end": round(med(cold, k, "rps"), 1),
+                   "rps_in_process": round(med(runs, k, "rps"), 1),
+                   "rps_server_seen": round(med(runs, k, "server"), 1)} for k in runs}
     ideal = args.concurrency / (args.latency_ms / 1000)
+
+    def ratio(key: str) -> float:
+        return round(summary["datamill_llm_score"][key] / summary["plain_asyncio_openai"][key], 3)
+
     return {"requests": args.requests, "concurrency": args.concurrency,
             "latency_ms": args.latency_ms, "ideal_rps": ideal, "repeat": args.repeat,
-            "ray_init_seconds": round(ray_init_s, 2), "runs": runs, "median": summary,
-            "ratio_end_to_end": round(summary["datamill_llm_score"]["rps_end_to_end"]
-                                      / summary["plain_asyncio_openai"]["rps_end_to_end"], 3),
-            "ratio_server_seen": round(summary["datamill_llm_score"]["rps_server_seen"]
-                                       / summary["plain_asyncio_openai"]["rps_server_seen"], 3)}
+            "ray_init_seconds_in_process": round(ray_init_s, 2), "cold_runs": cold,
+            "runs": runs, "median": summary, "ratio_end_to_end": ratio("rps_end_to_end"),
+            "ratio_in_process": ratio("rps_in_process"),
+            "ratio_server_seen": ratio("rps_server_seen")}
 
 
 def bench_embed(args) -> dict:
@@ -205,15 +253,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip", choices=["llm", "embed"], action="append", default=[])
     ap.add_argument("--lake", default="/tmp/datamill_bench_llm_lake")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
+    ap.add_argument("--cold-worker", choices=["plain", "datamill"], help=argparse.SUPPRESS)
+    ap.add_argument("--url", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     os.environ.setdefault("DATAMILL_RAY_NUM_CPUS", "2")
+    if args.cold_worker:
+        return cold_worker(args)
     result = {"machine": {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()[0],
                           "gpu": None}}
     if "llm" not in args.skip:
         result["llm_score"] = bench_llm(args)
         print(json.dumps({"llm_score": result["llm_score"]["median"],
-                          "ratio_end_to_end": result["llm_score"]["ratio_end_to_end"],
-                          "ratio_server_seen": result["llm_score"]["ratio_server_seen"]}),
+                          **{k: result["llm_score"][k] for k in (
+                              "ratio_end_to_end", "ratio_in_process", "ratio_server_seen")}}),
               flush=True)
     if "embed" not in args.skip:
         result["semantic_dedup"] = bench_embed(args)

@@ -1,8 +1,11 @@
 """The LLM answer cache: a Delta table under ``<lake>/_system/llm_cache``.
 
-A row per validated answer, keyed by model, template (``name/vN``), a hash of
+A row per validated answer, keyed by the endpoint (engine kind and base URL,
+``include.llm.engine.endpoint_id``: two servers that call different models
+by one name must not share answers), model, template (``name/vN``), a hash of
 the generation params (schema, temperature, max tokens, format) and a hash of
-the rendered prompt (``input_hash``). A rerun over unchanged rows finds every
+the rendered prompt (``input_hash``). Rows of a table written before the
+endpoint was part of the key have none and are never served. A rerun over unchanged rows finds every
 answer and sends no request; an edited template changes the rendered prompt of
 exactly the rows it affects, so only those are asked again. Invalid answers
 are never cached, so a rerun retries rows that were quarantined.
@@ -22,7 +25,7 @@ import pyarrow as pa
 
 CACHE_TABLE = "_system/llm_cache"
 SCHEMA = pa.schema([
-    ("model", pa.string()), ("template", pa.string()), ("params_hash", pa.string()),
+    ("endpoint", pa.string()), ("model", pa.string()), ("template", pa.string()), ("params_hash", pa.string()),
     ("input_hash", pa.string()), ("answer", pa.string()), ("prompt_tokens", pa.int64()),
     ("completion_tokens", pa.int64()), ("created_at", pa.timestamp("us", tz="UTC")),
 ])
@@ -30,21 +33,29 @@ SCHEMA = pa.schema([
 
 class AnswerCache:
     def __init__(self, lake: str | Path):
-        self.path = str(Path(lake) / CACHE_TABLE)
+        from include.config import lake_path
+
+        self.path = str(lake_path(lake, CACHE_TABLE))  # a path, or the lake's URI joined
 
     def exists(self) -> bool:
-        return (Path(self.path) / "_delta_log").is_dir()
+        from deltalake import DeltaTable
 
-    def lookup(self, model: str, template: str, params_hash: str) -> dict[str, str]:
-        """input_hash -> answer JSON for one stage's model, template and params."""
+        return DeltaTable.is_deltatable(self.path)
+
+    def lookup(self, endpoint: str, model: str, template: str,
+               params_hash: str) -> dict[str, str]:
+        """input_hash -> answer JSON for one stage's endpoint, model, template and params."""
         if not self.exists():
             return {}
         import pyarrow.dataset as pds
         from deltalake import DeltaTable
 
-        flt = ((pds.field("model") == model) & (pds.field("template") == template)
+        table = DeltaTable(self.path)
+        if "endpoint" not in table.schema().to_arrow().names:
+            return {}
+        flt = ((pds.field("endpoint") == endpoint) & (pds.field("model") == model) & (pds.field("template") == template)
                & (pds.field("params_hash") == params_hash))
-        t = DeltaTable(self.path).to_pyarrow_dataset().to_table(
+        t = table.to_pyarrow_dataset().to_table(
             filter=flt, columns=["input_hash", "answer"])
         return dict(zip(t.column("input_hash").to_pylist(), t.column("answer").to_pylist()))
 
@@ -55,7 +66,7 @@ class AnswerCache:
 
         now = datetime.now(timezone.utc)
         table = pa.Table.from_pylist([{**r, "created_at": now} for r in rows], schema=SCHEMA)
-        write_deltalake(self.path, table, mode="append")
+        write_deltalake(self.path, table, mode="append", schema_mode="merge")
 
     def count(self) -> int:
         if not self.exists():

@@ -12,12 +12,22 @@ failure share one budget (``max_retries``), every request sent is counted,
 and back-off is exponential with full jitter, or the server's ``Retry-After``
 when it gives one. Only the HTTP call holds a concurrency slot, so rows that
 are backing off do not block others.
+
+A refusal of the request itself is sorted by what it says about the stage
+(``refusal``). Most refusals are the set-up's fault and the same for every
+row — a key the endpoint rejects (401/403), an unknown model or a wrong URL
+(404 and other 4xx), a ``response_format`` it does not support (400/422) —
+so ``complete`` raises ``RequestRejected`` with the server's message at once
+and the stage fails instead of quarantining every row. Only a refusal of the
+one row's size, 413 or a 400/422 about the context length, belongs to the
+row: it comes back as the row's error, unretried, and the row is quarantined.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import random
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +36,42 @@ from include.llm.answers import Request
 
 RETRYABLE_STATUS = {408, 409, 429}
 RETRY_AFTER_CAP_S = 120.0
+# How OpenAI, vLLM, llama.cpp and TGI word a prompt too long for the model.
+TOO_LONG_RE = re.compile(r"context.length|context_length_exceeded|maximum context|too long|"
+                         r"too many tokens|exceeds? the (?:model|maximum)|max_model_len",
+                         re.IGNORECASE)
+
+
+class RequestRejected(RuntimeError):
+    """The endpoint refuses the stage's configuration: no row can succeed."""
+
+    def __init__(self, status: int, message: str, url: str, model: str):
+        super().__init__(f"HTTP {status}: {message} (endpoint {public_url(url)}, model {model})")
+        self.status, self.message, self.url, self.model = status, message, url, model
+
+    def __reduce__(self):  # keep the fields across Ray's pickling
+        return RequestRejected, (self.status, self.message, self.url, self.model)
+
+
+def public_url(url: str) -> str:
+    """``url`` without user info or query, fit for messages and cache keys."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme.lower(), host.lower(), parts.path.rstrip("/"), "", ""))
+
+
+def refusal(status: int, message: str) -> str:
+    """``retry`` (the endpoint is failing or busy), ``row`` (this row is too
+    large for it) or ``config`` (the set-up is wrong: fail the stage)."""
+    if status in RETRYABLE_STATUS or status >= 500:
+        return "retry"
+    if status == 413 or (status in (400, 422) and TOO_LONG_RE.search(message)):
+        return "row"
+    return "config"
 
 
 @dataclass
@@ -84,7 +130,7 @@ class ChatClient:
                  rate_limit_rps: float = 0.0):
         import aiohttp
 
-        self.model = model
+        self.model, self.base_url = model, base_url
         self.url = base_url.rstrip("/") + "/chat/completions"
         # One keep-alive connection per request slot; the semaphore is the limit.
         self._session = aiohttp.ClientSession(
@@ -92,12 +138,17 @@ class ChatClient:
             headers={"Authorization": f"Bearer {api_key}"})
         self._slots = asyncio.Semaphore(max(1, concurrency))
         self._limiter = RateLimiter(rate_limit_rps)
+        # Once the endpoint has refused the set-up, no request of this client
+        # is sent again: every other row would be refused the same way.
+        self.refused: RequestRejected | None = None
 
     async def _post(self, body: dict[str, Any], timeout_s: float) -> tuple[int, Any, Any]:
         """(status, parsed JSON body or the text if not JSON, headers)."""
         import aiohttp
 
         async with self._slots:
+            if self.refused is not None:
+                raise self.refused
             async with self._session.post(self.url, json=body,
                                           timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
                 raw = await resp.read()
@@ -116,9 +167,9 @@ class ChatClient:
         t0 = time.perf_counter()
         for attempt in range(req.max_retries + 1):
             wait = backoff_s(attempt, req.backoff_base_s, req.backoff_cap_s)
-            out.attempts += 1
             try:
                 await self._limiter.wait()
+                out.attempts += 1
                 status, data, headers = await self._post(body, req.timeout_s)
             except asyncio.TimeoutError:
                 out.error = f"timeout after {req.timeout_s:g}s"
@@ -126,9 +177,14 @@ class ChatClient:
                 out.error = f"connection error: {_short(str(exc) or type(exc).__name__)}"
             else:
                 if status >= 400:
-                    out.error = f"HTTP {status}: {_short(_error_message(data))}"
-                    if status not in RETRYABLE_STATUS and status < 500:
-                        break  # 400/401/404...: asking again cannot help
+                    message = _short(_error_message(data))
+                    kind = refusal(status, message)
+                    if kind == "config":
+                        self.refused = RequestRejected(status, message, self.base_url, self.model)
+                        raise self.refused
+                    out.error = f"HTTP {status}: {message}"
+                    if kind == "row":
+                        break  # asking again cannot make the row shorter
                     hint = retry_after_s(headers)
                     if hint is not None:
                         wait = hint * random.uniform(1.0, 1.1)

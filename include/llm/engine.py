@@ -22,10 +22,37 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterator
 
 from include.llm.answers import RESULT_COLUMNS, Request, input_hash
+from include.llm.client import RequestRejected, public_url
 from include.llm.credentials import EngineConfig
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+
+class PromptTemplateError(RuntimeError):
+    """The stage's template cannot render a row: a set-up error, like a refused request."""
+
+
+def endpoint_id(config: EngineConfig) -> str:
+    """Who answers: the engine kind and where it is, so that two endpoints
+    serving the same model name never share cached answers."""
+    where = public_url(config.base_url) if config.base_url else config.model
+    return f"{config.kind}:{where}"
+
+
+def configuration_error(exc: BaseException | None) -> Exception | None:
+    """The set-up error behind ``exc`` (Ray wraps a worker's exception), if any."""
+    for _ in range(8):
+        if exc is None:
+            return None
+        inner = getattr(exc, "cause", None)  # ray.exceptions.RayTaskError
+        if isinstance(inner, BaseException):
+            exc = inner
+            continue
+        if isinstance(exc, (RequestRejected, PromptTemplateError)):
+            return exc
+        exc = exc.__cause__
+    return None
 
 
 class LLMEngine:
@@ -77,9 +104,13 @@ def render(row: dict[str, Any], request: Request, cached: dict[str, str]
     """(messages to send, partial result) or (None, finished result: cache hit or render error)."""
     try:
         messages = request.messages(row)
-    except Exception as exc:  # noqa: BLE001 - a template that cannot render this row
-        return None, {"_llm_error": f"prompt template error: {exc}", "_llm_attempts": 0,
-                      "_llm_cached": False}
+    except Exception as exc:  # noqa: BLE001 - any render failure is the template's
+        # Rows share their columns, so a template that fails on one row is
+        # wrong for the stage (a null it does not expect included: it should
+        # say ``| default(...)``); failing beats quarantining every row.
+        which = row.get("id", row.get("seed_id"))
+        raise PromptTemplateError(f"prompt template error in {request.template.id} on row "
+                                  f"{which!r}: {type(exc).__name__}: {exc}") from None
     key = input_hash(messages)
     if key in cached:
         return None, {"_llm_key": key, "_llm_answer": cached[key], "_llm_parsed": cached[key],

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 
 from include.llm.answers import Request
+from include.llm.credentials import VLLM_OPTIONS
 from include.llm.engine import LLMEngine, render, result_columns
 
 
@@ -24,13 +25,14 @@ class VLLMEngine(LLMEngine):
     def _processor(self, request: Request):
         from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
-        opts = dict(self.config.options)
-        engine_kwargs = {"tensor_parallel_size": int(opts.pop("tensor_parallel_size", 1)),
-                         "max_model_len": int(opts.pop("max_model_len", 4096)),
-                         **opts.pop("engine_kwargs", {})}
+        # Only the closed set of credentials.VLLM_OPTIONS reaches vLLM; nothing
+        # from a spec is passed through as free-form engine kwargs.
+        engine_kwargs = {"tensor_parallel_size": 1, "max_model_len": 4096,
+                         **{k: self.config.options[k] for k in VLLM_OPTIONS
+                            if k in self.config.options}}
         cfg = vLLMEngineProcessorConfig(
             model_source=self.config.model, engine_kwargs=engine_kwargs,
-            concurrency=self.workers, batch_size=self.batch_size, **opts)
+            concurrency=self.workers, batch_size=self.batch_size)
         sampling = {"temperature": request.temperature, "max_tokens": request.max_tokens,
                     "structured_outputs": {"json": request.schema}}
 

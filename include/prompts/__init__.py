@@ -6,6 +6,15 @@ One YAML file per template version: ``<name>/v<N>.yaml`` with ``system`` and
 (newest version) or ``name/vN``. A changed file is a new prompt: its rendered
 messages change, so the answer cache (keyed by the rendered prompt) re-asks
 exactly the rows whose prompt changed.
+
+Templates render in jinja2's ``ImmutableSandboxedEnvironment``: the template
+files are the only template text, and everything a person, a request or an
+LLM writes (a rubric, instructions, a document) goes in as a *variable*,
+whose value is never parsed as a template. The sandbox is the second fence:
+a template that reaches for attributes such as ``__class__`` or calls
+methods that mutate fails with ``jinja2.exceptions.SecurityError`` instead
+of running code (a plain ``Environment`` would let template text run any
+Python it can reach).
 """
 from __future__ import annotations
 
@@ -37,6 +46,15 @@ class PromptTemplate:
     def id(self) -> str:
         return f"{self.name}/v{self.version}"
 
+    def variables(self) -> set[str]:
+        """Every variable the system and user templates read (bound by ``defaults``,
+        the op's params or the row's columns at render time)."""
+        return _undeclared(self.system) | _undeclared(self.user)
+
+    def unbound(self, bound: set[str] | dict[str, Any]) -> set[str]:
+        """Variables the template reads that neither ``defaults`` nor ``bound`` provide."""
+        return self.variables() - set(self.defaults) - set(bound)
+
     def render(self, variables: dict[str, Any]) -> list[dict[str, str]]:
         """Chat messages for one request; a variable the template needs but
         ``variables`` lacks raises ``jinja2.UndefinedError`` naming it."""
@@ -48,14 +66,26 @@ class PromptTemplate:
         return msgs
 
 
+@functools.cache
+def _env():
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined,
+                                         keep_trailing_newline=False, autoescape=False)
+
+
 @functools.lru_cache(maxsize=64)
 def _compiled(source: str):
     """Compiling a Jinja template costs far more than rendering it: once per process."""
-    import jinja2
+    return _env().from_string(source)
 
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
-                             autoescape=False)
-    return env.from_string(source)
+
+@functools.lru_cache(maxsize=64)
+def _undeclared(source: str) -> frozenset[str]:
+    from jinja2 import meta
+
+    return frozenset(meta.find_undeclared_variables(_env().parse(source)))
 
 
 def available() -> dict[str, list[int]]:

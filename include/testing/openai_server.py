@@ -23,6 +23,13 @@ none, and ``server.log`` records each request's time, outcome and
 ``messages_sha256`` (SHA-256 of its JSON messages with sorted keys) so a test
 can tell which prompts were asked when.
 
+Refusals of a misconfigured request, as hosted APIs and vLLM answer them:
+``api_key`` set -> 401 for any other Bearer token; ``models`` (comma-separated)
+set -> 404 for another model; ``reject_json_schema`` -> 400 for a
+``json_schema`` response format; ``max_prompt_chars`` -> 400 "maximum context
+length" for a longer prompt and ``max_body_bytes`` -> 413 for a larger body
+(both about the one row, not the set-up).
+
 Run standalone: ``python -m include.testing.openai_server --port 8000 --latency-ms 50``.
 """
 from __future__ import annotations
@@ -55,12 +62,19 @@ class Faults:
     outage_after: int = 0  # 0: no outage
     outage_s: float = 0.0
     seed: int = 0
+    api_key: str = ""
+    models: str = ""
+    reject_json_schema: bool = False
+    max_prompt_chars: int = 0
+    max_body_bytes: int = 0
 
     def update(self, values: dict[str, Any]) -> None:
         known = {f.name: type(f.default) for f in fields(self)}
         for k, v in values.items():
             if k not in known:
                 raise ValueError(f"unknown fault setting {k!r}; known: {sorted(known)}")
+            if known[k] is bool and isinstance(v, str):
+                v = v.lower() in ("1", "true", "yes")
             setattr(self, k, known[k](v))
 
 
@@ -86,6 +100,11 @@ def fill_schema(schema: dict[str, Any], text: str, name: str = "answer",
     if isinstance(typ, list):
         typ = next(t for t in typ if t != "null")
     pinned = markers.get(name)
+    if "const" in schema:
+        return schema["const"]
+    for key in ("anyOf", "oneOf"):  # a branch picked by the hash, as a model might
+        if schema.get(key):
+            return fill_schema(schema[key][h % len(schema[key])], text, name, markers)
     if "enum" in schema:
         return pinned if pinned in schema["enum"] else schema["enum"][h % len(schema["enum"])]
     if typ == "object":
@@ -185,13 +204,20 @@ class OpenAIServer:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         try:
-            body = await request.json()
+            raw = await request.read()
+            body = json.loads(raw)
             messages = body["messages"]
         except (ValueError, KeyError, TypeError):
             self._count("bad_request")
             return web.json_response({"error": {"message": "body must be JSON with messages"}},
                                      status=400)
         text = prompt_text(messages)
+        refusal = self._refusal(request, body, text, len(raw))
+        if refusal is not None:
+            self._count(f"http_{refusal[0]}", json.dumps(messages, sort_keys=True))
+            return web.json_response({"error": {"message": refusal[1],
+                                                "type": "invalid_request_error"}},
+                                     status=refusal[0])
         key = hashlib.sha256(text.encode()).hexdigest()
         with self._lock:
             outage = self._in_outage()
@@ -227,6 +253,24 @@ class OpenAIServer:
                          "message": {"role": "assistant", "content": content}}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens}})
+
+    def _refusal(self, request: web.Request, body: dict[str, Any], text: str,
+                 size: int) -> tuple[int, str] | None:
+        """(status, message) for a request this server's settings refuse."""
+        f = self.faults
+        if f.api_key and request.headers.get("Authorization") != f"Bearer {f.api_key}":
+            return 401, "Incorrect API key provided"
+        allowed = [m for m in f.models.split(",") if m]
+        if allowed and body.get("model") not in allowed:
+            return 404, f"The model `{body.get('model')}` does not exist"
+        if f.reject_json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
+            return 400, "response_format 'json_schema' is not supported by this server"
+        if f.max_body_bytes and size > f.max_body_bytes:
+            return 413, f"request body of {size} bytes is over the limit of {f.max_body_bytes}"
+        if f.max_prompt_chars and len(text) > f.max_prompt_chars:
+            return 400, (f"This model's maximum context length is {f.max_prompt_chars // 4} "
+                         f"tokens. However, your messages resulted in {len(text) // 4} tokens.")
+        return None
 
     def _count(self, outcome: str, messages_json: str = "") -> None:
         now = time.time()
@@ -298,7 +342,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000)
     for f in fields(Faults):
-        ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+        if isinstance(f.default, bool):
+            ap.add_argument(f"--{f.name.replace('_', '-')}", action="store_true")
+        else:
+            ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default),
+                            default=f.default)
 
 
 def serve(args: argparse.Namespace) -> int:

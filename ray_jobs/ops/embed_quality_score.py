@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from include.registry import Op, register_op
+from include.registry import Op, check_output_column, register_op
 from ray_jobs import quality_model
 from ray_jobs.control import detail, with_control
 from ray_jobs.embeddings import Embedder, encode
@@ -43,6 +43,7 @@ def decide(batch: pa.Table, column: str, threshold: float, ref: str) -> pa.Table
 
 @register_op(
     name="embed_quality_score", version="1", category="score", engine="ray",
+    tunables=("threshold",),
     description="""Scores each document with a quality classifier trained on
     all-MiniLM-L6-v2 embeddings of labelled good and bad examples (train it with
     `datamill quality-model train`; models are versioned in the lakehouse) and removes
@@ -61,6 +62,14 @@ def decide(batch: pa.Table, column: str, threshold: float, ref: str) -> pa.Table
         "batch_size": {"type": "integer", "minimum": 1, "default": 256}}},
     requires=("id", "text"), adds=("quality_score",))
 class EmbedQualityScore(Op):
+    @classmethod
+    def columns_added(cls, params):
+        return (check_output_column(cls.meta.name, "column", params["column"]),)
+
+    @classmethod
+    def columns_required(cls, params):
+        return ("id", params["text_column"])
+
     def run(self, ds, params, ctx):
         import ray.data
 

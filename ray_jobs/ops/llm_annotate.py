@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from include.registry import register_op
+from include.registry import check_output_column, register_op
 from ray_jobs.control import drop_internal, with_control
 from ray_jobs.llm_stage import LLMOp, build_request, failure_detail, llm_params, quarantine_reason
 from ray_jobs.ops._common import finish, set_column
@@ -44,8 +44,11 @@ class LLMAnnotate(LLMOp):
         from include.prompts import load_template
 
         schema = params.get("schema") or load_template(params["template"]).schema
-        fields = [params["prefix"] + k for k, s in schema.get("properties", {}).items()
-                  if _arrow_type(s) is not None]
+        fields = [check_output_column(cls.meta.name, "prefix + schema key", params["prefix"] + k)
+                  for k, s in schema.get("properties", {}).items() if _arrow_type(s) is not None]
+        if "llm_annotations" in fields:
+            raise ValueError(f"{cls.meta.name}: prefix + schema key would overwrite the "
+                             "llm_annotations column")
         return ("llm_annotations", *fields)
 
     def run(self, ds, params, ctx):

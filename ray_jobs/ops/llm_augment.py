@@ -5,7 +5,8 @@ import json
 from typing import TYPE_CHECKING
 
 from include.registry import register_op
-from ray_jobs.control import detail, drop_internal, new_rows, with_control
+from ray_jobs.control import (detail, drop_internal, generated_id_format, new_rows,
+                              with_control)
 from ray_jobs.engine import to_arrow
 from ray_jobs.llm_stage import LLMOp, build_request, failure_detail, llm_params, quarantine_reason
 from ray_jobs.ops._common import finish
@@ -47,13 +48,15 @@ def created_rows(parents: pa.Table, key: str, id_fmt: str, parent_fmt: str,
 
 
 @register_op(
-    name="llm_augment", version="1", category="augment", engine="ray",
+    name="llm_augment", version="2", category="augment", engine="ray",
+    tunables=("n",),
     description="""Creates new documents derived from selected documents with an LLM
     (prompt template llm_augment, n variants per parent as structured JSON). 'where'
     selects the parents with an expression over columns, e.g. 'difficulty >= 4'. Every
-    new row gets a new id (<parent>-aug<i>) and its parent's id in the lineage; all
-    input rows are kept. A parent whose answer stays invalid yields one quarantined
-    row with the raw answer.""",
+    new row gets a new id, aug:<pipeline>:s<step>:<parent>:<i> (so two pipelines or steps
+    never make the same id), and its parent's id in the lineage; all input rows are
+    kept. A parent whose answer stays invalid yields one quarantined row with the raw
+    answer.""",
     params={"properties": {
         "where": {"type": ["string", "null"], "default": None,
                   "description": "which rows to augment, e.g. \"difficulty >= 4\"; null = all"},
@@ -89,7 +92,7 @@ class LLMAugment(LLMOp):
         answered = self.ask(selected, params, ctx, request)
         schema = with_control(original.slice(0, 0)).schema
         created = created_rows(
-            answered, "variants", "{id}-aug{i}", "{id}",
+            answered, "variants", generated_id_format("aug", ctx, "id"), "{id}",
             {"template": request.template.id, "where": params.get("where")}, schema)
         table = pa.concat_tables([with_control(original), created])
         return finish(drop_internal(table), ctx)

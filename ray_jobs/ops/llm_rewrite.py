@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from include.registry import register_op
+from include.registry import check_output_column, register_op
 from ray_jobs.control import detail, drop_internal, with_control
 from ray_jobs.llm_stage import LLMOp, build_request, failure_detail, llm_params, quarantine_reason
 from ray_jobs.ops._common import finish, set_column
@@ -22,6 +22,12 @@ from ray_jobs.ops._common import finish, set_column
         **llm_params("llm_rewrite")}},
     requires=("id", "text"))
 class LLMRewrite(LLMOp):
+    @classmethod
+    def columns_required(cls, params):
+        """``id`` and the column rewritten in place (``text`` or one an earlier step added)."""
+        return ("id", check_output_column(cls.meta.name, "column", params["column"],
+                                          allow=("text",)))
+
     def run(self, ds, params, ctx):
         import pyarrow as pa
 

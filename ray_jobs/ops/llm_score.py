@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from include.registry import register_op
+from include.registry import check_output_column, register_op
 from ray_jobs.control import detail, drop_internal, with_control
 from ray_jobs.llm_stage import LLMOp, build_request, failure_detail, llm_params, quarantine_reason
 from ray_jobs.ops._common import finish, set_column
@@ -11,6 +11,7 @@ from ray_jobs.ops._common import finish, set_column
 
 @register_op(
     name="llm_score", version="1", category="score", engine="ray",
+    tunables=("threshold",),
     description="""Scores each document with an LLM on a 1-5 rubric (prompt template
     llm_score, structured JSON answer with score and rationale) and removes documents
     scoring below the threshold, with the score and rationale in the ledger. Answers
@@ -24,6 +25,10 @@ from ray_jobs.ops._common import finish, set_column
         **llm_params("llm_score")}},
     requires=("id", "text"), adds=("llm_score",))
 class LLMScore(LLMOp):
+    @classmethod
+    def columns_added(cls, params):
+        return (check_output_column(cls.meta.name, "column", params["column"]),)
+
     def run(self, ds, params, ctx):
         import pyarrow as pa
 

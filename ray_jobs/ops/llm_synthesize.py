@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 
 from include.registry import register_op
-from ray_jobs.control import drop_internal, with_control
+from ray_jobs.control import drop_internal, generated_id_format, with_control
 from ray_jobs.engine import to_arrow, to_ray
 from ray_jobs.llm_stage import LLMOp, build_request, llm_params
 from ray_jobs.ops._common import finish
@@ -27,12 +27,14 @@ def seed_rows(seeds: list) -> list[dict[str, str]]:
 
 
 @register_op(
-    name="llm_synthesize", version="1", category="synthesize", engine="ray",
+    name="llm_synthesize", version="2", category="synthesize", engine="ray",
+    tunables=("n",),
     description="""Creates new documents from seed prompts with an LLM (prompt template
     llm_synthesize, n examples per seed as structured JSON). Seeds are strings or
-    {id, prompt} objects; each new row has the id synth-<seed id>-<i> and the lineage
-    parent 'synth:<seed id>'. Input rows pass through unchanged. A seed whose answer
-    stays invalid yields one quarantined row with the raw answer.""",
+    {id, prompt} objects; each new row has the id synth:<pipeline>:s<step>:<seed id>:<i>
+    (so two pipelines or steps never make the same id) and the lineage parent
+    'synth:<seed id>'. Input rows pass through unchanged. A seed whose answer stays
+    invalid yields one quarantined row with the raw answer.""",
     params={"properties": {
         "seeds": {"type": "array", "minItems": 1,
                   "items": {"anyOf": [
@@ -59,6 +61,7 @@ class LLMSynthesize(LLMOp):
         seeds = to_ray(pa.Table.from_pylist(seed_rows(params["seeds"])))
         answered = self.ask(seeds, params, ctx, request)
         original = with_control(to_arrow(ds))
-        created = created_rows(answered, "items", "synth-{seed_id}-{i}", "synth:{seed_id}",
+        created = created_rows(answered, "items", generated_id_format("synth", ctx, "seed_id"),
+                               "synth:{seed_id}",
                                {"template": request.template.id}, original.schema)
         return finish(drop_internal(pa.concat_tables([original, created])), ctx)

@@ -7,4 +7,5 @@ from spark_jobs.ops import (  # noqa: F401
     normalize,
     pii_redact,
     quality_filter,
+    training_signal_filter,
 )

@@ -83,6 +83,7 @@ class _ExtractRow:
 
 @register_op(
     name="html_extract", version="1", category="parse", engine="spark", rowwise=True,
+    tunables=("extractor", "fast", "include_tables", "include_comments", "min_chars"),
     description="""Extracts the main text and the title of each HTML page, inside Spark
     partitions, with trafilatura (the default: F1 0.960 on the Zyte article-extraction
     benchmark) or resiliparse (extractor: resiliparse: F1 0.934, 12-30x faster, keeps a

@@ -46,13 +46,15 @@ class _LanguageRow:
 
 @register_op(
     name="language_filter", version="1", category="filter", engine="spark", rowwise=True,
+    tunables=("languages", "min_confidence"),
     description="""Identifies each document's language with py3langid (97 languages, model
     shipped inside the package, nothing downloaded) on its first max_chars characters, adds
     lang (ISO 639-1) and lang_score (normalised probability), and removes documents whose
     language is not in the allowed list (reason language_not_allowed) or whose score is below
     min_confidence (language_low_confidence). An empty allowed list only annotates.""",
     params={"type": "object", "properties": {
-        "languages": {"type": "array", "items": {"type": "string"}, "default": ["en"],
+        "languages": {"type": "array", "maxItems": 200, "default": ["en"],
+                      "items": {"type": "string", "pattern": "^[a-z]{2,3}$", "maxLength": 3},
                       "description": "allowed ISO 639-1 codes; empty = keep every language"},
         "min_confidence": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.65,
                            "description": "lowest lang_score kept"},

@@ -18,6 +18,7 @@ def config_from(params: dict[str, Any]):
 
 @register_op(
     name="minhash_dedup", version="1", category="dedup", engine="spark", rowwise=False,
+    tunables=("threshold", "ngram"),
     description="""Removes near-duplicate documents. Lower-cased word n-gram shingles (at most
     max_shingles per document, a consistent bottom-k sample, so multi-MB documents stay
     bounded), vectorised MinHash signatures, LSH banding with bands x rows chosen from the
@@ -27,7 +28,10 @@ def config_from(params: dict[str, Any]):
     the lowest id, the same on every rerun and at any parallelism. Each removed document
     records its cluster, survivor, cluster size and measured Jaccard with the survivor. Skew
     safe: a bucket's members are compared with their next bucket_window members and the
-    bucket's lowest id, never all pairs of a huge bucket.""",
+    bucket's lowest id, never all pairs of a huge bucket. In an incremental pipeline new
+    documents are also compared with the published table: its documents' bands and
+    shingles are kept in an index beside it, so only new rows get signatures; a published
+    document is never removed, it is the survivor of its cluster.""",
     params={"type": "object", "properties": {
         "threshold": {"type": "number", "minimum": 0.05, "maximum": 1, "default": 0.8,
                       "description": "Jaccard similarity at or above which documents are "
@@ -50,31 +54,99 @@ def config_from(params: dict[str, Any]):
     requires=("text",), adds=())
 class MinhashDedup(Op):
     def run(self, df, params: dict[str, Any], ctx: StepContext):
-        from spark_jobs.minhash import (candidate_pairs, connected_components, pair_jaccard,
-                                        signatures)
-
         from pyspark.sql import functions as F
 
-        cfg = config_from(apply_defaults(self.meta, params))
+        from spark_jobs.incremental import context_state
+        from spark_jobs.minhash import (band_keys, candidate_pairs, connected_components,
+                                        pair_jaccard, signatures)
+
+        params = apply_defaults(self.meta, params)
+        cfg = config_from(params)
         cfg.banding()  # reject impossible bands x rows before any Spark work
         sigs = signatures(df, cfg).localCheckpoint()
         edges = pair_jaccard(candidate_pairs(sigs, cfg), sigs, cfg.threshold)
+        shingles = sigs
+        refresh = context_state(ctx)
+        index = published = None
+        if refresh is not None:  # an incremental pipeline: compare with the published table
+            index, published = _published_side(ctx, refresh, params, cfg, sigs)
+        if published is not None:
+            cross, pub_docs = published
+            shingles = sigs.select("id", "sh", "capped").unionByName(pub_docs)
+            edges = edges.unionByName(pair_jaccard(cross, shingles, cfg.threshold))
         comps = connected_components(edges.select("a", "b")).localCheckpoint()
         sizes = comps.groupBy("root").agg(F.count(F.lit(1)).alias("size"))  # root included
-        removed = (comps.where(F.col("id") != F.col("root")).join(sizes, "root")
-                   .select(F.col("root").alias("a"), F.col("id").alias("b"), "size"))
-        measured = pair_jaccard(removed.select("a", "b"), sigs).join(removed, ["a", "b"])
-        verdict = measured.select(
-            F.col("b").alias("id"),
-            F.to_json(F.struct(F.col("a").alias("cluster"), F.col("a").alias("survivor"),
-                               F.col("size").alias("cluster_size"),
-                               F.round("jaccard", 4).alias("jaccard"),
-                               F.col("exact").alias("jaccard_exact"))).alias("__detail"))
+        survivor = F.col("root")
+        if published is not None:
+            # A component with published members keeps all of them; its survivor
+            # is the lowest published id, and every new member is removed.
+            new_ids = sigs.select("id")
+            pub_root = (comps.join(new_ids, "id", "left_anti").groupBy("root")
+                        .agg(F.min("id").alias("_pub")))
+            comps = comps.join(new_ids, "id", "left_semi").join(pub_root, "root", "left")
+            survivor = F.coalesce(F.col("_pub"), F.col("root"))
+        removed = (comps.where(F.col("id") != survivor).join(sizes, "root")
+                   .select(survivor.alias("a"), F.col("id").alias("b"), "size",
+                           F.col("root").alias("cluster"),
+                           (F.col("_pub").isNotNull() if published is not None
+                            else F.lit(None).cast("boolean")).alias("published")))
+        measured = pair_jaccard(removed.select("a", "b"), shingles).join(removed, ["a", "b"])
+        fields = [F.col("cluster"), F.col("a").alias("survivor"),
+                  F.col("size").alias("cluster_size"), F.round("jaccard", 4).alias("jaccard"),
+                  F.col("exact").alias("jaccard_exact")]
+        if published is not None:
+            fields.append(F.col("published"))
+        verdict = measured.select(F.col("b").alias("id"), F.to_json(F.struct(*fields))
+                                  .alias("__detail"))
         cols = [c for c in df.columns if c not in ("_reason", "_detail", "_changed", "_quarantine")]
-        out = df.join(verdict, "id", "left")
-        return out.select(
+        out = df.join(verdict, "id", "left").select(
             *cols,
             F.when(F.col("__detail").isNotNull(), F.lit("near_duplicate")).alias("_reason"),
             F.col("__detail").alias("_detail"),
             F.lit(None).cast("string").alias("_changed"),
             F.lit(None).cast("string").alias("_quarantine"))
+        if index is not None:
+            # The kept rows' bands and shingles join the index when the run publishes.
+            out = out.localCheckpoint()
+            kept = sigs.join(out.where(F.col("_reason").isNotNull()).select("id"), "id",
+                             "left_anti").where(F.col("sig").isNotNull())
+            index.stage(ctx.run_id, band_keys(kept, cfg), kept.select("id", "sh", "capped"))
+            stats = ctx.extras.setdefault("stats", {})
+            stats["signatures_computed"] = sigs.count()
+            if published is not None:
+                stats["published_duplicates"] = out.where(
+                    F.col("_detail").contains('"published":true')).count()
+        return out
+
+
+def _published_side(ctx: StepContext, refresh, params: dict[str, Any], cfg, sigs):
+    """(index, (cross pairs, published docs of those pairs) or None before the
+    first publish). Only the new rows' signatures are computed here; the
+    published side comes from the index (rebuilt first if it mirrors another
+    version of the table)."""
+    from pyspark.sql import functions as F
+
+    from include.lakehouse import Lakehouse
+    from spark_jobs.dedup_index import DedupIndex, minhash_settings
+    from spark_jobs.minhash import band_keys, cross_pairs, signatures
+
+    lh = Lakehouse(ctx.lake)
+    index = DedupIndex(lh, refresh.output_table, "minhash", minhash_settings(params),
+                       with_docs=True)
+    if refresh.basis_version is None:
+        return index, None
+
+    def entries(published):
+        s = signatures(published, cfg).where(F.col("sig").isNotNull()).localCheckpoint()
+        return band_keys(s, cfg), s.select("id", "sh", "capped")
+
+    state, rebuilt = index.ensure(refresh.basis_version,
+                                  lambda: lh.read(refresh.output_table, refresh.basis_version),
+                                  entries)
+    replaced = refresh.replaced_ids(lh).select(F.col("doc_id").alias("id"))
+    cross = cross_pairs(band_keys(sigs, cfg), index.keys(state, replaced), cfg).localCheckpoint()
+    pub_docs = index.docs(state, cross.select(F.col("b").alias("id")).distinct())
+    ctx.extras.setdefault("stats", {}).update({"published_version": refresh.basis_version,
+                                               "index_rebuilt": rebuilt,
+                                               "published_candidate_pairs": cross.count()})
+    return index, (cross, pub_docs)

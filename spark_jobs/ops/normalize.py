@@ -65,6 +65,7 @@ class _NormalizeRow:
 
 @register_op(
     name="normalize", version="1", category="parse", engine="spark", rowwise=True,
+    tunables=("mojibake", "control_chars", "nfc", "whitespace", "collapse_spaces"),
     description="""Cleans text without removing documents: repairs mojibake (text decoded
     with the wrong codec) with ftfy, removes control characters, applies Unicode NFC, unifies
     line breaks and Unicode spaces, trims trailing spaces, collapses runs of spaces inside lines

@@ -13,6 +13,12 @@ KINDS = ("email", "phone", "ip_address", "credit_card", "iban")
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}(?![\w-])")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+_PREFIX = re.compile(r"/(\d{1,3})(?!\d)")
+# Ranges that name no one's host: "this network" (RFC 1122; also where
+# hostmasks such as 0.0.0.255 fall) and the documentation ranges.
+_NO_HOST_NETS = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32",
+    "3fff::/20"))
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 _PHONE_HINT = re.compile(r"\d[\d\s().\-/]{5,}\d")
@@ -30,14 +36,39 @@ def _ips(text):
     spans = []
     for rx in (_IPV4, _IPV6):
         for m in rx.finditer(text):
-            if m.group().count(":") == 1:
-                continue
-            try:
-                ipaddress.ip_address(m.group())
-            except ValueError:
-                continue
-            spans.append((m.start(), m.end()))
+            if _identifies_host(m.group(), _PREFIX.match(text, m.end())):
+                spans.append((m.start(), m.end()))
     return spans
+
+
+def _identifies_host(s: str, prefix: re.Match | None) -> bool:
+    """Whether ``s`` is an address that can point at someone's machine.
+
+    Slices in code (``a[::-1]``, ``x[1::2]``) are valid compressed IPv6
+    addresses, so an IPv6 address must spell out at least three of its
+    groups (``2001:db8::1`` does; ``::``, ``::1``, ``1::2`` do not). Addresses
+    that name no host are left alone: the unspecified, loopback, multicast
+    and reserved ranges (netmasks such as 255.255.255.0 fall in the last),
+    0.0.0.0/8 (hostmasks), the documentation ranges (RFC 5737, 3849, 9637)
+    that manuals and doctests use, and a network in CIDR notation
+    (``10.0.0.0/8``; ``10.1.2.3/8`` is a host and stays PII).
+    """
+    if ":" in s and sum(1 for g in s.split(":") if g) < 3:
+        return False
+    try:
+        ip = ipaddress.ip_address(s)
+    except ValueError:
+        return False
+    if ip.is_unspecified or ip.is_loopback or ip.is_multicast or ip.is_reserved \
+            or any(ip in net for net in _NO_HOST_NETS if net.version == ip.version):
+        return False
+    if prefix is not None:
+        try:
+            net = ipaddress.ip_network(f"{s}/{prefix.group(1)}", strict=True)
+        except ValueError:
+            return True  # host bits set: a host written with its subnet
+        return net.num_addresses == 1
+    return True
 
 
 def _cards(text):
@@ -130,15 +161,20 @@ class _PiiRow:
 
 
 @register_op(
-    name="pii_redact", version="1", category="rewrite", engine="spark", rowwise=True,
+    name="pii_redact", version="2", category="rewrite", engine="spark", rowwise=True,
+    tunables=("kinds", "phone_region"),
     description="""Replaces personal data with placeholders such as <EMAIL>: email addresses,
     phone numbers (libphonenumber's matcher, numbers valid for their region; national formats
-    of phone_region), IPv4/IPv6 addresses (validated), credit-card numbers (issuer prefix and
-    Luhn checked) and IBANs (mod-97 checked). Changed documents record the count per kind.""",
+    of phone_region), IPv4/IPv6 addresses of hosts (validated; not loopback, documentation
+    or reserved ranges, CIDR networks or code slices such as a[::-1]), credit-card numbers
+    (issuer prefix and Luhn checked) and IBANs (mod-97 checked). Changed documents record
+    the count per kind.""",
     params={"type": "object", "properties": {
-        "kinds": {"type": "array", "items": {"type": "string", "enum": list(KINDS)},
+        "kinds": {"type": "array", "maxItems": len(KINDS),
+                  "items": {"type": "string", "enum": list(KINDS)},
                   "default": list(KINDS), "description": "which kinds of PII to redact"},
-        "phone_region": {"type": "string", "default": "US",
+        "phone_region": {"type": "string", "default": "US", "pattern": "^[A-Z]{2}$",
+                         "maxLength": 2,
                          "description": "ISO 3166 region for numbers written without +country"},
         "placeholder": {"type": "string", "default": "<{KIND}>",
                         "description": "replacement; {KIND} becomes EMAIL, PHONE, ..."},

@@ -53,6 +53,9 @@ class _QualityRow:
 
 @register_op(
     name="quality_filter", version="1", category="filter", engine="spark", rowwise=True,
+    tunables=("preset", "min_words", "max_words", "min_mean_word_length",
+              "max_mean_word_length", "min_alpha_words_ratio", "min_stop_words",
+              "max_dup_line_frac", "max_dup_para_frac"),
     description="""Rule-based quality filter with the Gopher, C4 and FineWeb heuristics (word
     count, mean word length, symbol/word ratios, bullet and ellipsis lines, alphabetic words,
     stop words, duplicate lines/paragraphs, top and repeated n-gram fractions, lorem ipsum and

@@ -17,7 +17,9 @@ os.environ["DATAMILL_RAY_NUM_CPUS"] = "2"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 NO_FAULTS = dict(latency_ms=0, rate_429=0, rate_500=0, rate_malformed=0, rate_timeout=0,
-                 retry_after_s=0.05, hang_s=5, outage_after=0, outage_s=0, seed=0)
+                 retry_after_s=0.05, hang_s=5, outage_after=0, outage_s=0, seed=0,
+                 api_key="", models="", reject_json_schema=False, max_prompt_chars=0,
+                 max_body_bytes=0)
 
 
 @pytest.fixture(scope="session")

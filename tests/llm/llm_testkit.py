@@ -11,12 +11,13 @@ def rows(n: int, prefix: str = "d", **extra) -> list[dict]:
             for i in range(n)]
 
 
-def run_op(name: str, data: list[dict] | pa.Table, params: dict, lake: str):
+def run_op(name: str, data: list[dict] | pa.Table, params: dict, lake: str, *,
+           pipeline: str = "t", step: int = 1):
     """Run a registered Ray op on rows the way the engine does; (Arrow table, ctx)."""
     from ray_jobs.engine import to_arrow, to_ray
 
     op = get_op(name)()
-    ctx = StepContext(pipeline="t", run_id="r1", step_index=1, op=name, lake=lake)
+    ctx = StepContext(pipeline=pipeline, run_id="r1", step_index=step, op=name, lake=lake)
     table = data if isinstance(data, pa.Table) else pa.Table.from_pylist(data)
     out = op.run(to_ray(table), apply_defaults(op.meta, params), ctx)
     return to_arrow(out), ctx

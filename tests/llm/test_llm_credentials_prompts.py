@@ -12,7 +12,7 @@ from include.prompts import available, load_template
 @pytest.fixture
 def clean_env(monkeypatch):
     for k in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "DATAMILL_LLM_MODEL", "AIRFLOW_CTX_DAG_ID",
-              "AIRFLOW_CONN_DATAMILL_LLM"):
+              "AIRFLOW_CONN_DATAMILL_LLM", "DATAMILL_LLM_KEY_ENDPOINTS"):
         monkeypatch.delenv(k, raising=False)
     return monkeypatch
 
@@ -20,6 +20,7 @@ def clean_env(monkeypatch):
 def test_spec_engine_wins_and_keys_never_come_from_the_spec(clean_env):
     clean_env.setenv("OPENAI_BASE_URL", "http://env:1/v1")
     clean_env.setenv("MY_KEY", "secret-key")
+    clean_env.setenv("DATAMILL_LLM_KEY_ENDPOINTS", json.dumps({"MY_KEY": "http://spec:2/v1/"}))
     cfg = resolve_engine({"base_url": "http://spec:2/v1", "model": "m1", "api_key_env": "MY_KEY"})
     assert (cfg.base_url, cfg.model, cfg.api_key, cfg.source) == \
         ("http://spec:2/v1", "m1", "secret-key", "spec")
@@ -68,3 +69,23 @@ def test_templates_are_versioned_and_render_strictly():
         load_template("nope")
     with pytest.raises(ValueError, match="no version 9"):
         load_template("llm_score/v9")
+
+
+def test_template_text_is_sandboxed_and_variables_stay_literal():
+    """A template that reaches for Python internals fails with SecurityError
+    (a plain jinja2 Environment runs it), and template syntax inside a
+    variable (a request, a rubric, a document) is never evaluated."""
+    from dataclasses import replace
+
+    from jinja2.exceptions import SecurityError
+
+    t = load_template("llm_score")
+    hostile = replace(t, system="", user="{{ text.__class__.__mro__[1].__subclasses__() }}")
+    with pytest.raises(SecurityError):
+        hostile.render({"text": "x"})
+    mutate = replace(t, system="", user="{% set d = {} %}{{ d.update(a=1) }}")
+    with pytest.raises(SecurityError):
+        mutate.render({"text": "x"})
+    msgs = t.render({"text": "{{ 7 * 7 }} {% raw %}x{% endraw %}"})
+    assert "{{ 7 * 7 }} {% raw %}x{% endraw %}" in msgs[-1]["content"]
+    assert "49" not in msgs[-1]["content"]

@@ -96,10 +96,10 @@ def test_augment_selected_rows_with_lineage(server, lake):
     assert parents == ["d003", "d004", "d008"]
     created = {k: r for k, r in got.items() if r["_parent_id"]}
     assert {k for k, r in created.items() if not r["_quarantine"]} == \
-        {f"{p}-aug{j}" for p in parents for j in range(2)}
+        {f"aug:t:s1:{p}:{j}" for p in parents for j in range(2)}
     for k, r in created.items():
-        assert r["_parent_id"] == k.split("-aug")[0]
-    assert created["d009-augfailed"]["_quarantine"].startswith("llm_answer_invalid")
+        assert r["_parent_id"] == k.split(":")[3]
+    assert created["aug:t:s1:d009:failed"]["_quarantine"].startswith("llm_answer_invalid")
     assert all(got[r["id"]]["_parent_id"] is None and got[r["id"]]["_reason"] is None
                for r in data)  # every input row is kept
     assert out.num_rows == 10 + 6 + 1
@@ -114,11 +114,11 @@ def test_synthesize_rows_from_seeds(server, lake):
     made = {k: r for k, r in got.items() if r["_parent_id"] and not r["_quarantine"]}
     assert len(made) == 3
     sid = next(iter(made.values()))["_parent_id"].split(":", 1)[1]
-    assert set(made) == {f"synth-{sid}-{i}" for i in range(3)}
+    assert set(made) == {f"synth:t:s1:{sid}:{i}" for i in range(3)}
     assert all(r["_parent_id"] == f"synth:{sid}" and r["text"] for r in made.values())
-    assert json.loads(made[f"synth-{sid}-0"]["_detail"])["seed"] == "algebra word problems"
-    assert got["synth-geo-failed"]["_parent_id"] == "synth:geo"
-    assert got["synth-geo-failed"]["_quarantine"]
+    assert json.loads(made[f"synth:t:s1:{sid}:0"]["_detail"])["seed"] == "algebra word problems"
+    assert got["synth:t:s1:geo:failed"]["_parent_id"] == "synth:geo"
+    assert got["synth:t:s1:geo:failed"]["_quarantine"]
     assert got["d000"]["_parent_id"] is None and got["d001"]["_quarantine"] is None
 
 
@@ -161,3 +161,15 @@ def test_an_endpoint_outage_fails_the_stage_and_keeps_the_answers(server, lake):
     out, ctx = run_op("llm_score", rows(40), params, lake)
     assert out.num_rows == 40 and out.column("_quarantine").null_count == 40
     assert ctx.extras["stats"]["cache_hits"] == kept and server.stats()["requests"] == 40 - kept
+
+
+def test_generated_ids_are_namespaced_by_pipeline_and_step(server, lake):
+    """Before: every augment of d000 was d000-aug0, whichever step or pipeline made it."""
+    made = []
+    for pipeline, step in (("a", 2), ("a", 4), ("b", 2)):
+        for name, params in (("llm_augment", {}), ("llm_synthesize", {"seeds": ["s"]})):
+            out, _ = run_op(name, rows(2), llm(server, **params), lake, pipeline=pipeline,
+                            step=step)
+            made += [r["id"] for r in out.to_pylist() if r["_parent_id"]]
+    assert len(made) == 3 * (2 + 1) and len(set(made)) == len(made)
+    assert "aug:a:s4:d001:0" in made and any(m.startswith("synth:b:s2:") for m in made)

@@ -41,7 +41,7 @@ def test_spec_with_llm_steps_conserves_every_row(server, tmp_path):
 
     lh = Lakehouse(lake)
     out = {r["id"]: r.asDict() for r in lh.read("gold/llm_t").collect()}
-    assert {"d3-aug0", "d3-aug1"} <= set(out) | {r["doc_id"] for r in
+    assert {"aug:llm_t:s2:d3:0", "aug:llm_t:s2:d3:1"} <= set(out) | {r["doc_id"] for r in
                                                   lh.read(LEDGER).collect()}
     assert all(r["llm_score"] >= 3 for r in out.values())
     q = lh.read(QUARANTINE).where("op = 'llm_annotate'").collect()

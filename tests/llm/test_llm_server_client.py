@@ -92,12 +92,13 @@ def test_client_times_out_and_retries(server):
 
 
 def test_client_does_not_retry_a_bad_request():
+    from include.llm.client import RequestRejected
     from include.testing.openai_server import OpenAIServer
 
-    # A server that rejects the body: 400 is final, asking again cannot help.
+    # A wrong URL: 404 is final, asking again cannot help, and it says nothing
+    # about the row, so the client raises instead of returning a row error.
     with OpenAIServer() as s:
         req = request(max_retries=5)
-        req.template = load_template("llm_score")
 
         async def go():
             client = ChatClient(s.url + "/missing", "k", "m", 1)
@@ -106,5 +107,5 @@ def test_client_does_not_retry_a_bad_request():
             finally:
                 await client.close()
 
-        out = asyncio.run(go())
-    assert out.attempts == 1 and out.error.startswith("HTTP 404")
+        with pytest.raises(RequestRejected, match="HTTP 404"):
+            asyncio.run(go())

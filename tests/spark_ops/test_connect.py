@@ -1,31 +1,29 @@
-"""minhash_dedup and html_extract over a real Spark Connect server give the same
-rows as classic Spark.
+"""Every Spark (scan) op over a real Spark Connect server gives the same rows as
+classic Spark: html_extract (both extractors), normalize, language_filter,
+quality_filter (the three presets), pii_redact, exact_dedup, minhash_dedup and
+training_signal_filter (over a Delta table of training signals), on rows where
+each of them decides something.
 
-The server is Spark's own ``SparkConnectServer`` (what ``sbin/start-connect-server.sh``
-runs), started with the pyspark package's ``spark-submit`` on ``local[2]`` with the
-Delta jars. The Connect side runs in its own process (connect_ops.py) through
-``get_spark()`` with ``$DATAMILL_SPARK_URL=sc://...``; the classic side runs the same
-workload on this process's session.
+The server is Spark's own ``SparkConnectServer`` as ``make airflow`` starts it
+(``include.local_services.SparkConnectServer``: the pyspark package's ``spark-submit``
+with Delta's jars and SQL extension), here on ``local[2]``. The Connect side runs
+in its own process (connect_ops.py) through ``get_spark()`` with
+``$DATAMILL_SPARK_URL=sc://...``; the classic side runs the same workload on this
+process's session.
 """
 from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-from connect_ops import PAGES, dedup_rows, op_frames, rows_by_id
+from connect_ops import PAGES, dedup_rows, op_frames, rows_by_id, text_rows, write_signals
 from tests.helpers import ROOT
-
-CONNECT_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
-
 
 def _missing_connect_client() -> str | None:
     """The pyspark[connect] client libraries that are not installed, if any."""
@@ -38,77 +36,43 @@ def _missing_connect_client() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def connect_url(tmp_path_factory):
     missing = _missing_connect_client()
     if missing:
         pytest.skip(f"Spark Connect client libraries missing (pip install "
                     f"'pyspark[connect]=={version('pyspark')}'): {missing}")
-    from include.config import IVY_DIR
-    from spark_jobs.session import LOCAL_CONF, delta_jars
+    from include.local_services import ServiceError, SparkConnectServer
 
-    port = _free_port()
-    conf = dict(LOCAL_CONF, **{
-        "spark.connect.grpc.binding.port": str(port),
-        "spark.driver.memory": "2g",
-        # not UTC, so the client's session setting must visibly win
-        "spark.sql.session.timeZone": "America/New_York",
-        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
-        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-    })
-    jars = delta_jars()
-    if jars:
-        conf["spark.jars"] = ",".join(jars)
-    else:  # no cached jars: resolve them through Ivy as get_spark() does
-        conf.update({"spark.jars.ivy": str(IVY_DIR), "spark.jars.packages":
-                     f"io.delta:delta-spark_4.2_2.13:{version('delta-spark')}"})
-    cmd = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]",
-           "--class", CONNECT_CLASS, "--name", "datamill-connect-test"]
-    for k, v in conf.items():
-        cmd += ["--conf", f"{k}={v}"]
-    log = tmp_path_factory.mktemp("connect") / "server.log"
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable)
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                                start_new_session=True)
+    # not UTC, so the client's session setting must visibly win
+    server = SparkConnectServer(tmp_path_factory.mktemp("connect"), master="local[2]",
+                                conf={"spark.sql.session.timeZone": "America/New_York"})
     try:
-        deadline = time.time() + 240
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"Spark Connect server exited with {proc.returncode}:\n"
-                            + log.read_text(errors="replace")[-3000:])
-            try:
-                socket.create_connection(("localhost", port), timeout=1).close()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    pytest.fail("Spark Connect server did not listen within 240 s:\n"
-                                + log.read_text(errors="replace")[-3000:])
-                time.sleep(1)
-        yield f"sc://localhost:{port}"
+        server.start()
+    except ServiceError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server.url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        server.stop()
 
 
 @pytest.fixture(scope="module")
-def over_connect(connect_url, tmp_path_factory):
+def signal_lake(tmp_path_factory):
+    lake = tmp_path_factory.mktemp("signal_lake")
+    write_signals(lake)
+    return lake
+
+
+@pytest.fixture(scope="module")
+def over_connect(connect_url, signal_lake, tmp_path_factory):
     """The workload's rows as the Connect client saw them."""
     d = tmp_path_factory.mktemp("connect_client")
     out, delta_dir = d / "rows.json", d / "delta_table"
     env = dict(os.environ, DATAMILL_SPARK_URL=connect_url)
     res = subprocess.run([sys.executable, str(Path(__file__).with_name("connect_ops.py")),
-                          str(out), str(delta_dir)], capture_output=True, text=True, env=env,
+                          str(out), str(delta_dir), str(signal_lake)], capture_output=True,
+                         text=True, env=env,
                          cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
     return {**json.loads(out.read_text(encoding="utf-8")), "delta_dir": str(delta_dir)}
@@ -119,8 +83,8 @@ def test_connect_client_is_a_connect_session(over_connect):
     assert over_connect["time_zone"] == "UTC"  # get_spark's setting, not the server's
 
 
-def test_ops_over_connect_match_classic(spark, over_connect):
-    classic = {name: rows_by_id(df) for name, df in op_frames(spark).items()}
+def test_ops_over_connect_match_classic(spark, signal_lake, over_connect):
+    classic = {name: rows_by_id(df) for name, df in op_frames(spark, str(signal_lake)).items()}
     # JSON turned the classic rows' values into the same plain types
     assert json.loads(json.dumps(classic)) == over_connect["ops"]
     # ... and the rows are the interesting ones, not empty agreement
@@ -151,3 +115,36 @@ def test_delta_round_trip_over_connect(over_connect):
 
     table = DeltaTable(f"{over_connect['delta_dir']}/gold/t").to_pyarrow_table()
     assert table.num_rows == len(over_connect["delta"])
+
+
+def test_the_whole_scan_op_set_runs_over_connect(over_connect):
+    """A Spark op added to the catalogue without a Connect case here fails this."""
+    from include.registry import all_ops
+
+    spark_ops = {m.name for m in all_ops() if m.engine == "spark"}
+    assert spark_ops <= {name.split()[0] for name in over_connect["ops"]}
+
+
+def test_scan_ops_decide_the_same_over_connect(over_connect):
+    ops = over_connect["ops"]
+    ids = {i for i, _ in text_rows()}
+    for name in ("normalize", "language_filter", "quality_filter gopher", "quality_filter c4",
+                 "quality_filter fineweb", "pii_redact", "exact_dedup"):
+        assert set(ops[name]) == ids, name
+        assert ops[name]["prose"]["_reason"] is None, name   # plain prose survives every op
+    norm = ops["normalize"]["mojibake"]
+    assert "mojibake" in norm["_changed"] and norm["text"].startswith("The café by the mill serves")
+    assert ops["language_filter"]["german"]["_reason"] == "language_not_allowed"
+    assert ops["language_filter"]["empty"]["_reason"] == "empty"
+    assert ops["quality_filter gopher"]["short"]["_reason"] == "min_words"
+    assert ops["quality_filter c4"]["repeat"]["_reason"] == "c4_min_sentences"
+    assert ops["quality_filter fineweb"]["repeat"]["_reason"] == "min_line_punct_ratio"
+    pii = ops["pii_redact"]["pii"]
+    assert pii["_changed"] == "pii_redact" and "jane.doe@example.org" not in pii["text"]
+    assert "<EMAIL>" in pii["text"] and "<PHONE>" in pii["text"]
+    dedup = ops["exact_dedup"]
+    assert dedup["copy_b"]["_reason"] == "exact_duplicate" and dedup["copy_a"]["_reason"] is None
+    signals = ops["training_signal_filter"]
+    assert signals["repeat"]["_reason"] == "training_loss_high"
+    assert signals["german"]["_reason"] == "training_never_selected"
+    assert json.loads(signals["repeat"]["_detail"])["run_id"] == "run1"

@@ -38,14 +38,14 @@ PII_CASES = {
     "email": ("Write to jane.doe+news@example.co.uk today.", "Write to <EMAIL> today.", {"email": 1}),
     "phone": ("Call +1 (415) 555-2671 or 415.555.2671 now.", "Call <PHONE> or <PHONE> now.",
               {"phone": 2}),
-    "ip": ("Hosts 192.168.10.20 and 2001:db8::1 answer.", "Hosts <IP_ADDRESS> and <IP_ADDRESS> answer.",
-           {"ip_address": 2}),
+    "ip": ("Hosts 192.168.10.20 and 2606:4700:4700::1111 answer.",
+           "Hosts <IP_ADDRESS> and <IP_ADDRESS> answer.", {"ip_address": 2}),
     "card": ("Card 4111 1111 1111 1111 on file.", "Card <CREDIT_CARD> on file.", {"credit_card": 1}),
     "iban": ("Pay GB82 WEST 1234 5698 7654 32 please.", "Pay <IBAN> please.", {"iban": 1}),
     # near misses that must stay: Luhn-invalid card, bad IBAN checksum, 999 octet,
-    # version strings, dates, clock times, a year
+    # version strings, dates, clock times, a year, a documentation address
     "clean": ("Ref 4111 1111 1111 1112, GB00 WEST 1234 5698 7654 32, 999.1.1.1, v1.2.3.4.5, "
-              "2024-01-15 at 12:30:45 in 1999.", None, None),
+              "2024-01-15 at 12:30:45 in 1999, 2001:db8::1.", None, None),
     "cjk": ("連絡先は山田です。", None, None),
 }
 
@@ -147,3 +147,65 @@ def test_pii_long_document_every_match_redacted():
     out = _PiiRow(apply_defaults(get_op("pii_redact").meta, {}))({"text": text})
     assert out["_detail"] == {"phone": 3000, "email": 3000}
     assert out["text"] == "Call <PHONE> or mail <EMAIL> now. " * 3000
+
+
+# Real Python: slices that are valid compressed IPv6 addresses, CIDR networks,
+# netmasks and documentation addresses, beside hosts that stay PII.
+CODE = '''def rev(a, sparse):
+    """Reverse; see ipaddress.ip_network('192.0.2.0/24') and '2001:db8::1000/124'."""
+    mask = "255.255.255.0"  # or hostmask 0.0.0.255, loopback 127.0.0.1 and ::1
+    return a[::-1], sparse[::2], sparse[1::2], a[ab::cd]
+# host 10.1.2.3/8 and http://[2a00:1450:4001:82b::200e]:80/ are hosts
+'''
+
+
+def test_pii_redact_leaves_code_alone_but_not_hosts(run_op):
+    out = run_op("pii_redact", [("code", CODE)], {"kinds": ["ip_address"]})["code"]
+    assert out["text"] == CODE.replace("10.1.2.3", "<IP_ADDRESS>").replace(
+        "2a00:1450:4001:82b::200e", "<IP_ADDRESS>")
+    assert json.loads(out["_detail"]) == {"ip_address": 2}
+
+
+def test_pii_redact_on_the_bundled_python_source():
+    """Across the stdlib sample (1977 chunks of real source) the only IPs
+    redacted are the two example host addresses its comments spell out."""
+    from include.registry import apply_defaults
+    from spark_jobs.ops.pii_redact import PiiRedact, _PiiRow
+    from tests.helpers import ROOT
+
+    redact = _PiiRow(apply_defaults(PiiRedact.meta, {"kinds": ["ip_address"]}))
+    found = []
+    with open(ROOT / "include/sample_data/code/stdlib_source.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            text = json.loads(line)["text"]
+            found += [text[s:e] for s, e, _ in redact.spans(text)]
+    assert sorted(found) == ["123.45.67.89", "123.45.67.89", "fe80::5054:ff:fe9"]
+
+
+def test_rowwise_skips_rows_an_earlier_fused_step_removed(spark):
+    """Before: a fused op ran its row function on every row, dead or alive."""
+    def only_live(row):
+        if row["text"].startswith("dead"):
+            raise AssertionError("called on a dead row")
+        return {"text": row["text"].upper(), "n": len(row["text"]),
+                "_reason": "short" if len(row["text"]) < 5 else None}
+
+    rows = [(f"r{i}", ("dead row" if i % 3 else "live row") if i != 9 else "tiny",
+             2 if i % 3 else None) for i in range(12)]
+    df = spark.createDataFrame(rows, "id string, text string, _dead int").repartition(3)
+    out = {r["id"]: r.asDict() for r in rowwise.map_rows(
+        df, only_live, op="t", reads=("text",), writes={"text": "string", "n": "bigint"}
+    ).collect()}
+    assert len(out) == 12
+    for i in range(12):
+        r = out[f"r{i}"]
+        if i % 3:  # dead: passed through untouched, no decision
+            assert (r["text"], r["n"], r["_dead"]) == ("dead row", None, 2)
+            assert r["_quarantine"] is None and r["_reason"] is None
+        else:
+            assert r["text"] == ("LIVE ROW" if i != 9 else "TINY") and r["_quarantine"] is None
+            assert r["_reason"] == ("short" if i == 9 else None)
+    all_live = df.where("_dead is null")  # a frame where every row is alive
+    assert {r["text"] for r in rowwise.map_rows(all_live, only_live, op="t", reads=("text",),
+                                                writes={"text": "string", "n": "bigint"}
+                                                ).collect()} == {"LIVE ROW", "TINY"}

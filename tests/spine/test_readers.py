@@ -24,7 +24,7 @@ def test_jsonl_good_and_bad_lines():
         b'{"id": "f"}',
     ]
     recs = parse("jsonl", b"\n".join(lines))
-    assert len(recs) == 10  # the blank line is not a record
+    assert len(recs) == 11  # one record per line, the blank one included
     ok = [r for r in recs if not r["error"]]
     assert [r["id"] for r in ok] == ["1", content_id("no id here")]
     assert json.loads(ok[0]["meta"]) == {"lang": "en"}
@@ -36,6 +36,7 @@ def test_jsonl_good_and_bad_lines():
     assert errs[5] == "text field 'text' is int, expected string"
     assert errs[6] == "text field 'text' is dict, expected string"
     assert errs[7] == "record is list, expected a JSON object"
+    assert errs[8] == "blank line"
     assert "id field 'id' is dict" in errs[10]
     assert errs[11] == "missing text field 'text'"
     # Errors keep the given id, so `datamill trace` finds quarantined documents.
@@ -90,3 +91,47 @@ def test_warc_records_and_truncation():
         cut = parse("warc", data[: len(data) - missing])
         assert cut[0]["url"] == "http://example.test/0" and not cut[0]["error"]
         assert len(cut) == 2 and "truncated WARC" in cut[-1]["error"]
+
+
+def test_every_line_is_one_record_blank_ones_included():
+    """Before, whitespace-only lines vanished: 5 lines in, 3 accounted for."""
+    content = b'{"id": "a", "text": "x"}\n   \n\t\r\n{"id": "b", "text": "y"}\r\n\n'
+    recs = parse("jsonl", content)
+    assert [(r["line"], r["id"], r["error"]) for r in recs] == [
+        (1, "a", None), (2, None, "blank line"), (3, None, "blank line"), (4, "b", None),
+        (5, None, "blank line")]
+    assert len(parse("jsonl", b'{"id": "a", "text": "x"}\n')) == 1  # a final newline ends a line
+    csv_recs = parse("csv", b"id,text\n1,one\n\n   \n2,two\n")
+    assert [r["error"] for r in csv_recs] == [None, "blank line", "blank line", None]
+
+
+def test_json_nested_deeper_than_the_parser_allows_is_quarantined():
+    deep = b'{"id": "d", "text": "t", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    recs = parse("jsonl", deep + b'\n{"id": "e", "text": "next line"}')
+    assert recs[0]["error"].startswith("JSON nested deeper than the parser allows")
+    assert recs[0]["raw"] and recs[1]["id"] == "e" and not recs[1]["error"]
+
+
+def test_csv_field_over_the_field_limit_is_quarantined():
+    import csv
+
+    big = "x" * (csv.field_size_limit() + 1)
+    content = f'id,text\n1,before\n2,{big}\n3,after\n4,"unclosed\n'.encode()
+    recs = parse("csv", content)
+    assert [(r["id"], r["error"]) for r in recs[:1] + recs[2:3]] == [("1", None), ("3", None)]
+    assert recs[1]["line"] == 3 and "field larger than field limit" in recs[1]["error"]
+    assert recs[1]["raw"].startswith("2,xxx")
+    assert len(recs) == 4 and recs[3]["id"] == "4"  # an unclosed quote runs to the end
+
+
+def test_warc_non_response_records_are_counted_not_dropped():
+    from warcio.warcwriter import WARCWriter
+
+    buf = io.BytesIO()
+    w = WARCWriter(buf, gzip=False)
+    w.write_record(w.create_warcinfo_record("crawl.warc", {"software": "test"}))
+    w.write_record(w.create_warc_record("http://example.test/0", "request",
+                                        payload=io.BytesIO(b"GET / HTTP/1.1\r\n\r\n")))
+    recs = parse("warc", buf.getvalue() + _warc(1))
+    assert [r["skipped"] for r in recs] == ["warc_warcinfo", "warc_request", None]
+    assert recs[2]["url"] == "http://example.test/0" and not recs[2]["error"]

@@ -98,3 +98,50 @@ def test_where_selector_columns_are_checked_before_running():
     assert "step 1 (llm_augment): requires column(s) difficulty" in errors(raw)
     raw = base(steps=[{"op": "llm_augment", "params": {"where": "difficulty >="}}])
     assert "step 1 (llm_augment): where 'difficulty >=' is not a valid expression" in errors(raw)
+
+
+@pytest.mark.parametrize("index", ["0", "-1", "-2", "3", "x"])
+def test_override_step_numbers_count_from_one(index):
+    """``steps.0`` used to reach the last step through Python's ``list[-1]``."""
+    with pytest.raises(SpecError, match=rf"no step {index}\b.*1 to 2"):
+        apply_overrides(base(), {f"steps.{index}.params.preset": "c4"})
+    raw = apply_overrides(base(), {"steps.1.params.form": "NFC"})
+    assert raw["steps"][0]["params"] == {"form": "NFC"} and "form" not in raw["steps"][1]["params"]
+
+
+def llm_steps(*steps):
+    return base(steps=[{"op": op, "params": params} for op, params in steps])
+
+
+@pytest.mark.parametrize("steps,needle", [
+    ([("llm_score", {"column": "id"})], "step 1 (llm_score): llm_score: column would write "
+                                        "column 'id', which is reserved"),
+    ([("llm_score", {"column": "_reason"})], "column '_reason', which is reserved"),
+    ([("embed_quality_score", {"column": "text"})], "column 'text', which is reserved"),
+    ([("llm_rewrite", {"column": "id"})], "step 1 (llm_rewrite): llm_rewrite: column would "
+                                          "write column 'id'"),
+    ([("llm_rewrite", {"column": "meta"})], "column 'meta', which is reserved"),
+    ([("llm_annotate", {"schema": {"type": "object", "properties": {"text": {"type": "string"}}}})],
+     "llm_annotate: prefix + schema key would write column 'text'"),
+    ([("llm_annotate", {"prefix": "_"})], "column '_topic', which is reserved"),
+    ([("llm_annotate", {"schema": {"type": "object", "properties": {
+        "llm_annotations": {"type": "string"}}}})], "overwrite the llm_annotations column"),
+    # requires follows the column params
+    ([("llm_rewrite", {"column": "summary"})], "step 1 (llm_rewrite): requires column(s) summary"),
+    ([("semantic_dedup", {"column": "title"})], "step 1 (semantic_dedup): requires column(s) title"),
+    ([("embed_quality_score", {"text_column": "body"})], "requires column(s) body"),
+])
+def test_column_params_may_not_overwrite_reserved_columns(steps, needle):
+    assert needle in errors(llm_steps(*steps))
+
+
+def test_adds_and_requires_follow_the_column_params():
+    # llm_score writes the column it is told to, and a later step may read it
+    ok = llm_steps(("llm_score", {"column": "s"}), ("llm_augment", {"where": "s >= 4"}),
+                   ("llm_rewrite", {}))
+    assert errors(ok) == ""
+    assert "llm_augment" in errors(llm_steps(("llm_score", {}),
+                                             ("llm_augment", {"where": "s >= 4"})))
+    chained = llm_steps(("llm_annotate", {"prefix": "a_"}), ("llm_rewrite", {"column": "a_topic"}),
+                        ("semantic_dedup", {"column": "a_topic"}))
+    assert errors(chained) == ""

@@ -3,7 +3,8 @@
 
 Domains come from training.corpora (Debian docs and Python stdlib text on
 this machine) plus a junk domain made by corrupting them. Models are tiny
-(2 layers, hidden 64, seq 32) so a step costs milliseconds.
+(2 layers, hidden 64, seq 32) so a step costs milliseconds. Training signals
+go to the session's gold lake (``lake=gold_lake`` where a test reads them).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def gold_lake(tmp_path_factory, spark) -> Path:
 
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory, gold_lake) -> Path:
-    """The run folder of a base config whose tokens are prepared."""
+    """The output folder of a base config whose tokens are prepared."""
     from training.tasks import prepare_tokens
 
     out = tmp_path_factory.mktemp("prepared")
@@ -37,7 +38,8 @@ def prepared(tmp_path_factory, gold_lake) -> Path:
 
 @pytest.fixture
 def make_config(tmp_path, prepared):
-    """Build a TrainConfig in a fresh run folder that reuses the prepared tokens."""
+    """Build a TrainConfig in a fresh output folder that reuses the prepared
+    tokens (copied, with the pointer to them, so each test owns its folder)."""
     def make(folder: str = "run", **sections) -> TrainConfig:
         out = tmp_path / folder
         raw = base_raw(out)

@@ -1,7 +1,9 @@
 """Token preparation from gold Delta tables, and the Megatron model on CPU."""
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,46 +16,95 @@ from training.tokenizer import load as load_tokenizer
 from training_testkit import DOMAINS, base_raw
 
 
-def test_prepare_writes_indexed_datasets_with_held_out_validation(prepared, gold_lake, spark):
+def test_prepare_splits_three_ways_with_ids(prepared, gold_lake, spark):
+    """train / selection holdout / evaluation: disjoint, complete, ids beside the tokens."""
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
-    data = prepared / "data"
+    from training.data import current_dir
+
+    cfg = parse_config(base_raw(prepared))
+    data = current_dir(cfg)
     manifest = json.loads((data / "manifest.json").read_text())
+    assert manifest["versions"] == {d: 0 for d in DOMAINS}
+    assert manifest["tokenizer_sha256"] == hashlib.sha256((data / "tokenizer.json").read_bytes()).hexdigest()
     tok = load_tokenizer(data / "tokenizer.json")
     for d in DOMAINS:
         counts = manifest["counts"][d]
-        assert counts["docs"] == 80 and counts["val_docs"] == 8 and counts["train_docs"] == 72
-        train = IndexedDataset(str(data / f"{d}.train"))
-        val = IndexedDataset(str(data / f"{d}.val"))
-        assert (len(train), len(val)) == (72, 8)
-        assert sum(len(train[i]) for i in range(len(train))) == counts["train_tokens"]
-        # Held out: no validation document is also a training document, and
-        # every document decodes back to a row of the table.
-        train_docs = {tok.decode(train[i][:-1].tolist()) for i in range(len(train))}
-        val_docs = {tok.decode(val[i][:-1].tolist()) for i in range(len(val))}
-        table = {r.text for r in spark.read.format("delta").load(str(gold_lake / "gold" / d)).collect()}
-        assert not train_docs & val_docs
-        assert train_docs | val_docs == table
+        assert counts["docs"] == 80
+        assert (counts["test_docs"], counts["val_docs"], counts["train_docs"]) == (4, 8, 68)
+        texts, ids = {}, {}
+        for split in ("train", "val", "test"):
+            ds = IndexedDataset(str(data / f"{d}.{split}"))
+            ids[split] = json.loads((data / f"{d}.{split}.ids.json").read_text())
+            assert len(ds) == len(ids[split]) == counts[f"{split}_docs"]
+            texts[split] = {tok.decode(ds[i][:-1].tolist()) for i in range(len(ds))}
+        table = {r.id: r.text for r in spark.read.format("delta").load(str(gold_lake / "gold" / d)).collect()}
+        # Disjoint by text and by id; together exactly the table.
+        assert not texts["train"] & texts["val"] and not texts["train"] & texts["test"]
+        assert not texts["val"] & texts["test"]
+        assert texts["train"] | texts["val"] | texts["test"] == set(table.values())
+        all_ids = ids["train"] + ids["val"] + ids["test"]
+        assert sorted(all_ids) == sorted(table) and len(set(all_ids)) == 80
+        # The ids name the documents in order.
+        train = IndexedDataset(str(data / f"{d}.train"))   # held: its arrays view its mmap
+        assert tok.decode(train[0][:-1].tolist()) == table[ids["train"][0]]
 
 
-def test_prepare_is_reused_and_redone_when_the_table_changes(tmp_path, gold_lake, spark):
+def test_copies_never_straddle_splits_and_test_tables_are_kept_out(tmp_path, spark):
     from training import corpora
 
     lake = tmp_path / "lake"
-    docs = corpora.copyrights(12)
-    corpora.write_tables(spark, lake, {"lic": docs[:10] + ["   ", None]})
+    docs = corpora.copyrights(30)
+    corpora.write_tables(spark, lake, {"lic": docs[:20] * 3 + ["   ", None]})   # each text 3 times
+    corpora.write_tables(spark, lake, {"lic_test": docs[18:30]}, prefix="eval")
+    raw = base_raw(tmp_path / "run")
+    raw["data"]["domains"] = {"lic": {"table": "gold/lic"}}
+    m = prepare(parse_config(raw), lake, log=lambda _m: None)
+    c = m["counts"]["lic"]
+    assert c["skipped_empty_text"] == 2                        # counted, not silently lost
+    assert c["train_docs"] + c["val_docs"] + c["test_docs"] == 60
+    assert c["test_docs"] % 3 == 0 and c["val_docs"] % 3 == 0  # copies move together
+    data = Path(m["dir"])
+    tok = load_tokenizer(data / "tokenizer.json")
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    def texts(split):
+        ds = IndexedDataset(str(data / f"lic.{split}"))
+        return {tok.decode(ds[i][:-1].tolist()) for i in range(len(ds))}
+    assert not texts("train") & texts("test") and not texts("val") & texts("test")
+
+    # A separate evaluation table: all of it is the test split, and training
+    # drops what it shares with it (2 texts x 3 copies), counted.
+    raw["data"]["test"] = {"domains": {"lic": {"table": "eval/lic_test"}}}
+    m = prepare(parse_config(raw), lake, log=lambda _m: None)
+    c = m["counts"]["lic"]
+    assert c["test_docs"] == 12 and c["dropped_test_overlap"] == 6
+    assert c["train_docs"] + c["val_docs"] == 54
+    assert m["test_versions"] == {"lic": 0}
+    with pytest.raises(ConfigError, match="data/test/domains names \\['nope'\\]"):
+        parse_config({**raw, "data": {**raw["data"], "test": {"domains": {"nope": {"table": "x"}}}}})
+
+
+def test_prepare_is_reused_and_redone_when_the_table_changes(tmp_path, spark):
+    from training import corpora
+
+    lake = tmp_path / "lake"
+    docs = corpora.copyrights(14)
+    corpora.write_tables(spark, lake, {"lic": docs[:10]})
     raw = base_raw(tmp_path / "run")
     raw["data"]["domains"] = {"lic": {"table": "gold/lic"}}
     cfg = parse_config(raw)
     lines = []
     first = prepare(cfg, lake, log=lines.append)
-    assert first["counts"]["lic"]["skipped_empty_text"] == 2   # counted, not silently lost
     assert first["counts"]["lic"]["docs"] == 10
     prepare(cfg, lake, log=lines.append)
     assert lines[-1].startswith("prepare: tokens current")
     corpora.write_tables(spark, lake, {"lic": docs})          # a new table version
     again = prepare(cfg, lake, log=lines.append)
-    assert again["counts"]["lic"]["docs"] == 12
+    assert again["counts"]["lic"]["docs"] == 14
+    # New data: a new token folder, and the old one is left for its runs.
+    assert again["dir"] != first["dir"] and Path(first["dir"]).exists()
+    assert again["versions"] == {"lic": 1} and first["versions"] == {"lic": 0}
 
 
 def test_missing_table_and_bad_config_are_clear_errors(tmp_path, spark):
@@ -72,12 +123,22 @@ def test_missing_table_and_bad_config_are_clear_errors(tmp_path, spark):
 def test_windows_are_per_domain_and_shifted(make_config):
     cfg = make_config()
     data = TokenData.load(cfg)
+    width = cfg.model["seq_len"] + 1
     for d in DOMAINS:
         w = data.train[d]
-        assert w.shape[1] == cfg.model["seq_len"] + 1
+        assert w.shape[1] == width
         # consecutive windows overlap by one token: labels continue the stream
         assert (w[1:, 0] == w[:-1, -1]).all()
-        assert data.val[d].shape[0] >= 1
+        assert data.val[d].shape[0] >= 1 and data.test[d].shape[0] >= 1
+        # Every label token maps to the training document it came from; the
+        # last label of a document is its end-of-text token.
+        owners = data.docs[d].of_labels(np.arange(len(w)), width)
+        ends = data.docs[d].starts[1:] - 1
+        labels = w[:, 1:]
+        for r, c in zip(*np.nonzero(labels == data.eos)):
+            pos = r * (width - 1) + 1 + c
+            assert pos in set(ends.tolist()) | {data.docs[d].length - 1}
+            assert data.docs[d].starts[owners[r, c]] <= pos
 
 
 def test_gpt_on_cpu_uses_sdpa_and_gives_per_token_losses():

@@ -26,10 +26,11 @@ class FixedSignals:
     step = 0
 
     def __init__(self, batch_size=2, infer=None, ref_sample=None, grads=None, val_grad=None,
-                 ref_domain=None):
+                 ref_domain=None, ref_model=None):
         self.batch_size = batch_size
         self._infer, self._ref_sample = infer, ref_sample
         self._grads, self._val_grad, self._ref_domain = grads, val_grad, ref_domain
+        self._ref_model = ref_model
 
     def infer(self, batch):
         return np.asarray(self._infer, dtype=float)
@@ -39,6 +40,9 @@ class FixedSignals:
 
     def reference_domain_loss(self):
         return np.asarray(self._ref_domain, dtype=float)
+
+    def reference_model_loss(self, batch, params):
+        return np.asarray(self._ref_model, dtype=float)
 
     def val_batch(self, domains=None, per_domain=8):
         return batch_of([0] * 2, is_val=True)
@@ -55,7 +59,7 @@ def batch_of(domains, is_val=False):
 
 
 def test_registry_lists_every_shipped_strategy():
-    assert set(strategy_names()) >= {"uniform", "static", "doremi", "odm", "ado",
+    assert set(strategy_names()) >= {"uniform", "static", "doremi", "odm", "ado", "aioli",
                                      "loss_reweight", "loss_select", "grad_select"}
     with pytest.raises(StrategyError, match="unknown strategy 'nope'; known: .*doremi"):
         strategy_class("nope")
@@ -63,17 +67,42 @@ def test_registry_lists_every_shipped_strategy():
         build_mixer({"strategy": "doremi", "params": {"etaa": 1}}, DOMS)
 
 
-def test_smoothing_and_floor():
-    s = strategy_class("doremi")(DOMS, smoothing=0.5, floor=0.1)
+def test_momentum_smoothing_floor_and_cap():
+    s = strategy_class("odm")(DOMS, momentum=0.5, smoothing=0.3, floor=0.1, cap=0.5)
     w = s.propose(np.array([1.0, 0.0, 0.0]))
-    # EMA with the uniform start, then the floor map f + (1 - K f) w.
-    ema = 0.5 * np.full(3, 1 / 3) + 0.5 * np.array([1.0, 0, 0])
-    np.testing.assert_allclose(w, 0.1 + 0.7 * ema)
-    assert w.min() >= 0.1 - 1e-12 and math.isclose(w.sum(), 1)
+    # momentum with the uniform start, then toward uniform: both keep order.
+    step = 0.5 * np.full(3, 1 / 3) + 0.5 * np.array([1.0, 0, 0])
+    step = 0.7 * step + 0.3 / 3
+    assert step[0] > 0.5          # the cap binds: 0.5, the rest split in proportion
+    np.testing.assert_allclose(w, [0.5, 0.25, 0.25])
+    s2 = strategy_class("odm")(["a", "b", "c", "d"], floor=0.1, cap=1.0)
+    w = s2.propose(np.array([10.0, 5.0, 0.0, 0.0]))
+    np.testing.assert_allclose(w, [0.8 * 2 / 3, 0.8 / 3, 0.1, 0.1])
+    assert math.isclose(w.sum(), 1)
+    # Unset floor and cap scale with K: a fifth and three times the uniform share.
+    auto = strategy_class("doremi")(["a", "b", "c", "d", "e"])
+    assert auto.params["floor"] == pytest.approx(0.04) and auto.params["cap"] == pytest.approx(0.6)
+    w = auto.propose(np.array([1.0, 0, 0, 0, 0]))
+    assert w.min() >= 0.04 - 1e-12 and w.max() <= 0.6 + 1e-12
     with pytest.raises(StrategyError, match="floor must be in"):
         strategy_class("doremi")(DOMS, floor=0.5)
+    with pytest.raises(StrategyError, match="cap must be in"):
+        strategy_class("doremi")(DOMS, cap=0.2)
+    with pytest.raises(StrategyError, match="momentum must be in"):
+        strategy_class("doremi")(DOMS, momentum=1.0)
     with pytest.raises(StrategyError, match="smoothing must be in"):
-        strategy_class("doremi")(DOMS, smoothing=1.0)
+        strategy_class("doremi")(DOMS, smoothing=1.5)
+
+
+def test_bound_keeps_order_and_limits():
+    from training.mixer.base import bound
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        k = int(rng.integers(2, 8))
+        floor, cap = rng.uniform(0, 1 / k), rng.uniform(1 / k, 1)
+        w = bound(rng.dirichlet(np.full(k, 0.3)), floor, cap)
+        assert w.sum() == pytest.approx(1) and w.min() >= floor - 1e-9 and w.max() <= cap + 1e-9
 
 
 def test_uniform_never_moves():
@@ -83,52 +112,127 @@ def test_uniform_never_moves():
 
 
 def test_static_normalises_and_checks_domains():
-    s = strategy_class("static")(DOMS, weights={"a": 2, "b": 1, "c": 1})
-    np.testing.assert_allclose(s.domain_weights(None), [0.5, 0.25, 0.25])
+    s = strategy_class("static")(DOMS, weights={"a": 2, "b": 1, "c": 0})
+    np.testing.assert_allclose(s.domain_weights(None), [2 / 3, 1 / 3, 0])
     with pytest.raises(StrategyError, match="weight for each of"):
         strategy_class("static")(DOMS, weights={"a": 1})
 
 
-def test_doremi_exponentiated_gradient_on_excess_loss():
-    s = strategy_class("doremi")(DOMS, eta=0.5, ema=0.0, floor=0.0, decay=0.05,
-                                 reference={"a": 2.0, "b": 2.0, "c": 5.0})
-    # a: 1 nat above its reference, b: at it, c: below it (clipped to 0).
-    s.update(batch_of([0, 1, 2]), np.array([3.0, 2.0, 4.0]), FixedSignals())
-    expect = np.exp([0.5, 0.0, 0.0])
+def test_doremi_exponentiated_gradient_on_excess_over_the_reference_model():
+    s = strategy_class("doremi")(DOMS, eta=0.5, ema=0.0, floor=0.0, cap=1.0, smoothing=0.0,
+                                 decay=0.05)
+    # Per-sample excess over the reference model, clipped at 0, averaged per domain:
+    # a: (1 + 0.5) / 2, b: 0, c: below its reference (clipped).
+    losses = np.array([3.0, 2.5, 2.0, 1.0])
+    sig = FixedSignals(ref_model=[2.0, 2.0, 2.0, 1.5])
+    s.update(batch_of([0, 0, 1, 2]), losses, sig)
+    expect = np.exp([0.5 * 0.75, 0.0, 0.0])
     np.testing.assert_allclose(s.domain_weights(None), expect / expect.sum())
     # decay pulls the accumulated log-weights towards uniform before each step.
-    s.update(batch_of([0, 1, 2]), np.array([3.0, 2.0, 4.0]), FixedSignals())
-    expect = np.exp([0.95 * 0.5 + 0.5, 0.0, 0.0])
+    s.update(batch_of([0, 0, 1, 2]), losses, sig)
+    expect = np.exp([0.95 * 0.375 + 0.375, 0.0, 0.0])
     np.testing.assert_allclose(s.domain_weights(None), expect / expect.sum())
-    # The bigram default asks the trainer for its reference losses.
-    t = strategy_class("doremi")(DOMS, ema=0.0, floor=0.0)
-    t.update(batch_of([0, 1, 2]), np.array([3.0, 3.0, 3.0]), FixedSignals(ref_domain=[3, 2, 3]))
-    w = t.domain_weights(None)
+    # smoothing toward uniform (the paper's c): w = (1 - c) w + c / K.
+    t = strategy_class("doremi")(DOMS, eta=0.5, ema=0.0, floor=0.0, cap=1.0, smoothing=0.2)
+    t.update(batch_of([0, 0, 1, 2]), losses, sig)
+    raw = np.exp([0.375, 0.0, 0.0])
+    np.testing.assert_allclose(t.domain_weights(None), 0.8 * raw / raw.sum() + 0.2 / 3)
+    # The bigram stand-in compares a domain's loss with its holdout reference.
+    b = strategy_class("doremi")(DOMS, ema=0.0, floor=0.0, reference="bigram")
+    b.update(batch_of([0, 1, 2]), np.array([3.0, 3.0, 3.0]), FixedSignals(ref_domain=[3, 2, 3]))
+    w = b.domain_weights(None)
     assert w[1] > w[0] == pytest.approx(w[2])
+    with pytest.raises(StrategyError, match="reference must be"):
+        strategy_class("doremi")(DOMS, reference="summary.json")
 
 
-def test_odm_exp3_rewards_loss_with_importance_weights():
-    s = strategy_class("odm")(DOMS, reward_ema=0.0)
+def test_doremi_does_not_collapse_on_a_persistent_excess():
+    s = strategy_class("doremi")(["a", "b", "c", "d"])     # defaults: floor K/5, cap 3/K
+    sig = FixedSignals(ref_model=[1.0] * 8)
+    for _ in range(500):
+        s.update(batch_of([0, 0, 1, 1, 2, 2, 3, 3]), np.array([4.0, 4.0] + [1.0] * 6), sig)
+    w = s.domain_weights(None)
+    assert w[0] == pytest.approx(0.75) and w.min() >= 0.05 - 1e-9
+
+
+def test_odm_exp3_with_normalised_reward():
+    s = strategy_class("odm")(DOMS, reward_ema=0.0, floor=0.0, cap=1.0)
     sig = FixedSignals()
     s.update(batch_of([0, 1, 2]), np.array([6.0, 3.0, 3.0]), sig)
     w = s.domain_weights(None)
     eps1 = min(1 / 3, math.sqrt(math.log(3) / 3))
-    # reward = sum loss / (n * pi) with pi = 1/3: (6, 3, 3); the first update
-    # uses eps_0 = 1/K, then pi = (1 - K eps_1) w / sum w + eps_1.
-    lw = np.array([6.0, 3.0, 3.0]) * (1 / 3) / 3
+    # reward = (loss / largest loss seen) summed per domain / (n * pi), pi = 1/3:
+    # (1, 0.5, 0.5); the first update uses eps_0 = 1/K.
+    lw = np.array([1.0, 0.5, 0.5]) * (1 / 3) / 3
     soft = np.exp(lw - lw.max()) / np.exp(lw - lw.max()).sum()
     np.testing.assert_allclose(w, (1 - 3 * eps1) * soft + eps1)
-    for _ in range(50):
+    for _ in range(300):
         s.update(batch_of([0, 1, 2]), np.array([6.0, 3.0, 3.0]), sig)
     w = s.domain_weights(None)
-    assert w[0] > 0.5 and w[1] == pytest.approx(w[2]) and w[1] > 0
+    # It prefers the high-loss arm, but a reward in [0, 1] cannot run away.
+    assert 0.4 < w[0] < 0.9 and w[1] == pytest.approx(w[2]) and w[1] > 0.05
+
+
+def test_aioli_learns_interactions_and_mixes_by_them():
+    from training.mixer.aioli import mixing_matrix, solve_interactions
+
+    # The linear law: a drop matrix made from a known A is solved back exactly.
+    a_true = np.array([[0.3, 0.05, 0.0], [0.02, 0.2, 0.0], [0.0, 0.0, 0.01]])
+    p = mixing_matrix(3, 0.5)
+    np.testing.assert_allclose(p.sum(1), 1) and np.testing.assert_allclose(np.diag(p), 0.5)
+    delta = a_true @ p.T                       # delta[i, j] = A[i] . P[j]
+    np.testing.assert_allclose(solve_interactions(delta, 0.5), a_true, atol=1e-12)
+    np.testing.assert_allclose(solve_interactions(delta, 1.0), delta)
+
+    class LawSignals(FixedSignals):
+        """Holdout loss that falls by A @ p for each step on mixture p."""
+
+        def __init__(self):
+            super().__init__()
+            self.loss = np.array([4.0, 4.0, 4.0])
+
+        def val_batch(self, domains=None, per_domain=8):
+            return batch_of([0, 1, 2])
+
+        def infer(self, batch):
+            return self.loss.copy()
+
+    s = strategy_class("aioli")(DOMS, update_steps=10, lp_steps=1, warmup=2, eta=2.0,
+                                ema=None, floor=0.0, cap=1.0)
+    sig = LawSignals()
+    seen = []
+    for _ in range(22):
+        w = np.asarray(s.domain_weights(sig))
+        seen.append(w.round(3).tolist())
+        sig.loss = sig.loss - a_true @ w
+        s.update(batch_of([0]), np.array([1.0]), sig)
+    # Warmup on the prior, then one exploration step per domain (one_hot 0.5).
+    assert seen[0] == seen[1] == [0.333, 0.333, 0.333]
+    assert sorted(map(tuple, seen[2:5])) == sorted(map(tuple, np.round(p, 3).tolist()))
+    # After the round: weights ∝ exp(eta * K * column sums of the normalised A).
+    a_norm = a_true / a_true.sum()
+    expect = np.exp(2.0 * 3 * a_norm.sum(0))
+    np.testing.assert_allclose(seen[5], (expect / expect.sum()).round(3), atol=2e-3)
+    assert seen[5][0] > seen[5][1] > seen[5][2]
+    # The next round explores again, and the update multiplies (ema=None).
+    assert sorted(map(tuple, seen[12:15])) == sorted(map(tuple, np.round(p, 3).tolist()))
+    assert s.rounds == 2 and seen[15][0] > seen[5][0]
+    # State round-trips mid-exploration.
+    t = strategy_class("aioli")(DOMS, update_steps=10, lp_steps=1, warmup=2, eta=2.0, ema=None,
+                                floor=0.0, cap=1.0)
+    t.load_state_dict(s.state_dict())
+    for m in (s, t):
+        m.update(batch_of([0]), np.array([1.0]), sig)
+    np.testing.assert_array_equal(s.domain_weights(sig), t.domain_weights(sig))
+    with pytest.raises(StrategyError, match="update_steps .* must exceed"):
+        strategy_class("aioli")(DOMS, update_steps=3, lp_steps=1)
 
 
 def test_ado_power_law_fit_and_weights():
     n = np.arange(1, 200, dtype=float) * 8
     eps, beta, alpha = fit_power_law(n, 2.0 + 5.0 * n ** -0.5)
     assert abs(alpha - 0.5) < 0.1 and abs(eps - 2.0) < 0.3
-    s = strategy_class("ado")(DOMS, warmup=5, fit_every=5, smoothing=0.0, floor=0.0)
+    s = strategy_class("ado")(DOMS, warmup=5, fit_every=5, momentum=0.0, floor=0.0)
     sig = FixedSignals()
     for t in range(1, 41):
         seen = 4 * t
@@ -219,3 +323,21 @@ def test_bigram_reference_scores_structure_below_shuffled_text():
     p = (counts[a, b] + PRIOR * uni[b]) / (counts[a].sum() + PRIOR)
     w = np.array([[a, b]])
     assert model.sample_loss(w)[0] == pytest.approx(-np.log(p))
+
+
+def test_systematic_sampling_keeps_counts_within_one_of_their_share():
+    from training.sampler import DomainSampler
+
+    s = DomainSampler([50, 50, 50, 50], seed=3)
+    w = np.array([0.55, 0.3, 0.15, 0.0])
+    total = np.zeros(4)
+    for _ in range(400):
+        doms, idx = s.draw(16, w)
+        counts = np.bincount(doms, minlength=4)
+        assert (np.abs(counts - 16 * w) < 1).all() and counts[3] == 0
+        total += counts
+    np.testing.assert_allclose(total / total.sum(), w, atol=0.005)   # unbiased
+    # Each domain walks its own shuffled order: every window once per epoch.
+    s2 = DomainSampler([7], seed=0)
+    seen = np.concatenate([s2.draw(7, np.array([1.0]))[1] for _ in range(1)])
+    assert sorted(seen.tolist()) == list(range(7))

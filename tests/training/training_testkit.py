@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[2]
+
 DOMAINS = ["changelog", "license", "pydoc", "junk"]
 
 

@@ -1,6 +1,7 @@
 """Data strategies behind one interface; importing this registers them all."""
 from training.mixer import (  # noqa: F401 - imported so each strategy registers
     ado,
+    aioli,
     doremi,
     grad_select,
     loss_reweight,

@@ -42,7 +42,7 @@ class ADO(MixtureStrategy):
     steps between refits; ``history`` points kept per domain.
     """
 
-    base_defaults = {"smoothing": 0.5, "floor": 0.02}
+    base_defaults = {"momentum": 0.5, "smoothing": 0.0, "floor": None, "cap": None}
     defaults = {"warmup": 20, "fit_every": 10, "history": 200}
 
     def __init__(self, domains, **params):

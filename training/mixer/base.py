@@ -12,6 +12,12 @@ candidate batch (:meth:`Strategy.select`), or **per-sample loss weights**
 (:meth:`Strategy.sample_weights`). Every hook is optional; the defaults say
 "no opinion". Strategies register by name with :func:`register_strategy`; the
 trainer only knows this module.
+
+What a strategy may see: training batches and the *selection holdout*
+(``val_batch``). The evaluation split the trainer reports is never passed
+to a hook. With several ranks, ``domain_weights`` runs on rank 0 only (its
+answer is broadcast) and must not call the signals; every other hook runs
+on every rank with identical inputs, and rank 0's answer is the one used.
 """
 from __future__ import annotations
 
@@ -64,6 +70,10 @@ class Signals(Protocol):
     def reference_sample_loss(self, batch: Batch) -> np.ndarray:
         """Per-sample loss of a reference model fitted on held-out data only."""
 
+    def reference_model_loss(self, batch: Batch, params: dict) -> np.ndarray:
+        """Per-sample loss of a small GPT trained on the uniform mixture
+        (DoReMi's reference model; ``params``: layers, hidden, steps)."""
+
 
 class Strategy:
     """Base class: a strategy that has no opinion on anything.
@@ -98,9 +108,6 @@ class Strategy:
     def update(self, batch: Batch, losses: np.ndarray, signals: Signals) -> None:
         """After each optimiser step, with the per-sample losses of the step."""
 
-    def on_eval(self, val_loss: dict[str, float], signals: Signals) -> None:
-        """After each evaluation, with the per-domain validation losses."""
-
     def state_dict(self) -> dict[str, Any]:
         return {}
 
@@ -109,34 +116,61 @@ class Strategy:
 
 
 class MixtureStrategy(Strategy):
-    """A strategy that sets domain weights, with smoothing and a per-domain floor.
+    """A strategy that sets domain weights, regularised against collapse.
 
-    ``smoothing`` s in [0, 1): new weights are ``s * previous + (1 - s) * proposed``;
-    ``floor`` f in [0, 1/K]: every domain keeps at least ``f`` of the mixture
-    (weights are mapped to ``f + (1 - K f) w``), so no domain starves unless
-    the config allows it with ``floor: 0``.
+    Every proposal passes through four params, in this order:
+
+    - ``momentum`` m in [0, 1): ``w = m * previous + (1 - m) * proposed``
+      (temporal smoothing);
+    - ``smoothing`` s in [0, 1]: ``w = (1 - s) * w + s / K``, smoothing
+      toward uniform (DoReMi's ``c``, Xie et al., 2023, Algorithm 1);
+    - ``floor`` f in [0, 1/K]: every domain keeps at least ``f``;
+    - ``cap`` c in [1/K, 1]: no domain gets more than ``c``.
+
+    Floor and cap are enforced by clipping and re-spreading the rest of
+    the mass over the unclipped domains in proportion to their weights
+    (:func:`bound`), so the ordering among domains is kept. Left
+    unset (``null``), they scale with the number of domains K: ``floor =
+    floor_share / K`` and ``cap = min(1, cap_share / K)``, by default a
+    fifth and three times a domain's uniform share, so an adaptive strategy
+    can neither starve nor be taken over by one domain unless the config
+    says so (``floor: 0``, ``cap: 1``).
     """
 
-    base_defaults: dict[str, Any] = {"smoothing": 0.0, "floor": 0.02}
+    base_defaults: dict[str, Any] = {"momentum": 0.0, "smoothing": 0.0, "floor": None, "cap": None}
+    floor_share = 0.2
+    cap_share = 3.0
 
     def __init__(self, domains: list[str], **params: Any) -> None:
         self.defaults = {**self.base_defaults, **self.defaults}
         super().__init__(domains, **params)
-        s, f = self.params["smoothing"], self.params["floor"]
-        if not 0 <= s < 1:
-            raise StrategyError(f"strategy {self.name}: smoothing must be in [0, 1), got {s}")
-        if not 0 <= f <= 1 / self.k:
-            raise StrategyError(f"strategy {self.name}: floor must be in [0, 1/{self.k}], got {f}")
+        p = self.params
+        if p["floor"] is None:
+            p["floor"] = self.floor_share / self.k
+        if p["cap"] is None:
+            p["cap"] = min(1.0, self.cap_share / self.k)
+        checks = (("momentum", 0 <= p["momentum"] < 1, "[0, 1)"),
+                  ("smoothing", 0 <= p["smoothing"] <= 1, "[0, 1]"),
+                  ("floor", 0 <= p["floor"] <= 1 / self.k + 1e-12, f"[0, 1/{self.k}]"),
+                  ("cap", 1 / self.k - 1e-12 <= p["cap"] <= 1, f"[1/{self.k}, 1]"))
+        for name, ok, rng in checks:
+            if not ok:
+                raise StrategyError(f"strategy {self.name}: {name} must be in {rng}, got {p[name]}")
         self.weights = np.full(self.k, 1 / self.k)
+
+    def regularise(self, w: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+        """``w`` (normalised) after momentum, smoothing, floor and cap."""
+        p = self.params
+        prev = self.weights if previous is None else previous
+        w = p["momentum"] * prev + (1 - p["momentum"]) * w
+        w = (1 - p["smoothing"]) * w + p["smoothing"] / self.k
+        return bound(w, p["floor"], p["cap"])
 
     def propose(self, raw: np.ndarray) -> np.ndarray:
         """Regularise raw non-negative scores into the next weights and keep them."""
         raw = np.clip(np.asarray(raw, dtype=float), 0, None)
         w = raw / raw.sum() if raw.sum() > 0 else np.full(self.k, 1 / self.k)
-        s, f = self.params["smoothing"], self.params["floor"]
-        w = s * self.weights + (1 - s) * w
-        w = f + (1 - self.k * f) * w
-        self.weights = w / w.sum()
+        self.weights = self.regularise(w)
         return self.weights
 
     def domain_weights(self, signals: Signals) -> np.ndarray:
@@ -147,6 +181,30 @@ class MixtureStrategy(Strategy):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.weights = np.asarray(state["weights"], dtype=float)
+
+
+def bound(w: np.ndarray, floor: float, cap: float) -> np.ndarray:
+    """Weights summing to 1 with ``floor <= w_i <= cap``: ``clip(lam * w, floor, cap)``
+    with the one common scale ``lam`` that makes them sum to 1 (found by
+    bisection; the sum is monotone in ``lam``), so domains between the
+    bounds keep their ratios. Zero weights count as a tiny positive one, so
+    they are lifted last when floor and cap leave mass to place."""
+    w = np.clip(np.asarray(w, dtype=float), 0, None)
+    k = len(w)
+    v = w / w.sum() if w.sum() > 0 else np.full(k, 1 / k)
+    if floor <= 0 and cap >= 1:
+        return v
+    v = np.maximum(v, 1e-12)
+    lo, hi = 0.0, 1.0
+    for _ in range(200):
+        if np.clip(hi * v, floor, cap).sum() >= 1:
+            break
+        hi *= 4
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if np.clip(mid * v, floor, cap).sum() < 1 else (lo, mid)
+    out = np.clip(hi * v, floor, cap)
+    return out / out.sum()
 
 
 def domain_means(batch: Batch, values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

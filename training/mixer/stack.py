@@ -52,10 +52,6 @@ class MixerStack(Strategy):
         for s in self.strategies:
             s.update(batch, losses, signals)
 
-    def on_eval(self, val_loss, signals):
-        for s in self.strategies:
-            s.on_eval(val_loss, signals)
-
     def state_dict(self):
         return {"names": self.names, "states": [s.state_dict() for s in self.strategies]}
 

@@ -15,7 +15,7 @@ class Static(MixtureStrategy):
     Params: ``weights`` {domain: non-negative number}, normalised to sum 1.
     """
 
-    base_defaults = {"smoothing": 0.0, "floor": 0.0}
+    floor_share, cap_share = 0.0, float("inf")
     defaults = {"weights": None}
 
     def __init__(self, domains, **params):

@@ -9,4 +9,4 @@ class Uniform(MixtureStrategy):
     """Equal weight per domain (the "natural" baseline in Xie et al., 2023,
     DoReMi, arXiv:2305.10429, and Albalak et al., 2023, ODM, arXiv:2312.02406)."""
 
-    base_defaults = {"smoothing": 0.0, "floor": 0.0}
+    floor_share, cap_share = 0.0, float("inf")
