@@ -22,7 +22,7 @@ Per scenario x strategy:
   DoReMi's reference model is built by its first run in each scenario and
   its build time is reported with it.
 
-    .venv/bin/python benchmarks/mixing/run.py                  # the suite (~30-40 min on 2 cores)
+    .venv/bin/python benchmarks/mixing/run.py                  # the suite, 3 seeds (one seed: 25 min on 2 cores, loaded)
     .venv/bin/python benchmarks/mixing/run.py --smoke          # plumbing check (the test suite runs it)
     .venv/bin/python benchmarks/mixing/run.py --scenarios slow --strategies uniform aioli
 """

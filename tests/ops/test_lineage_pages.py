@@ -50,7 +50,9 @@ assert OpenLineageProviderPlugin.listeners, "OpenLineage provider disabled"
 dag = DagBag(dag_folder=sys.argv[1]).dags["datamill__lin"]
 assert [t.task_id for t in dag.tasks] == json.loads(sys.argv[2]), [t.task_id for t in dag.tasks]
 run = dag.test()
-print("DAG_TEST_RESULT " + json.dumps({"state": str(run.state), "run_id": run.run_id}), flush=True)
+states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+print("DAG_TEST_RESULT " + json.dumps({"state": str(run.state), "run_id": run.run_id,
+                                       "tasks": states}), flush=True)
 """
 
 
@@ -80,7 +82,8 @@ def lineage_run(airflow_db, tmp_path_factory):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]
     line = next(x for x in res.stdout.splitlines() if x.startswith("DAG_TEST_RESULT "))
     run = json.loads(line.split(" ", 1)[1])
-    assert run["state"] == "success", res.stderr[-5000:]
+    # dag.test() logs each task to stdout: a failed task's traceback is there.
+    assert run["state"] == "success", (run["tasks"], res.stdout[-6000:])
     evs = [json.loads(line) for line in events.read_text().splitlines()]
     return {"lake": lake, "src": src, "run_id": run["run_id"], "events": evs}
 
