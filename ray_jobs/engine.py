@@ -85,7 +85,10 @@ def ensure_ray() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [str(PROJECT_ROOT), *paths] if p)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    ray.init(num_cpus=int(os.environ.get("DATAMILL_RAY_NUM_CPUS", "2")),
+    # address="local": without it ray.init() attaches to the newest `ray start`
+    # cluster on the machine (/tmp/ray/ray_current_cluster), e.g. the warm head
+    # of `make airflow`, which a run must only use when configured to.
+    ray.init(address="local", num_cpus=int(os.environ.get("DATAMILL_RAY_NUM_CPUS", "2")),
              object_store_memory=int(os.environ.get("DATAMILL_RAY_OBJECT_STORE_MB", "1024")) << 20,
              include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray.data.DataContext.get_current().enable_progress_bars = False

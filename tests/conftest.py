@@ -44,7 +44,35 @@ def _test_slot():
     return None
 
 
-_SLOT = _test_slot()
+_SLOT = None
+
+
+def pytest_configure(config):
+    """Take a slot in each process that runs tests: a plain session, or each
+    xdist worker (scripts/test.sh runs two), never the xdist controller."""
+    global _SLOT
+    if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    _SLOT = _test_slot()
+
+
+# Files that take minutes each (real Airflow stacks, clusters, the local model):
+# with a file per xdist worker (--dist loadfile) they go first, so that no
+# long file starts last and leaves the other worker idle.
+SLOW_FIRST = (
+    "tests/agent/test_agent_demo.py", "tests/ops/test_airflow_postgres.py",
+    "tests/agent/test_agent_smollm2.py", "tests/ops_data/test_clusters.py",
+    "tests/agent_airflow/test_agent_dag.py", "tests/ops/test_lineage_pages.py",
+    "tests/spine/test_airflow.py", "tests/agent/test_agent_dry_run.py",
+    "tests/agent_airflow/test_agent_page.py", "tests/llm/test_llm_dag.py",
+    "tests/ops_data/test_incremental.py", "tests/spine/test_pipeline.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {f: i for i, f in enumerate(SLOW_FIRST)}
+    # a stable sort: every worker collects the same order, as xdist requires
+    items.sort(key=lambda it: rank.get(it.nodeid.split("::", 1)[0], len(rank)))
 
 # Airflow reads its home at import time: point it at a throwaway one first.
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="datamill-airflow-")
