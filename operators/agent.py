@@ -454,7 +454,8 @@ class PublishOperator(_AgentLineage, _DecisionMixin, BaseOperator):
         try:
             path = store.approve(name, by=decision["by"],
                                  confirm_source=decision.get("confirm_source", False),
-                                 note=f"Airflow {ti.dag_id} run {ti.run_id}")
+                                 note=f"Airflow {ti.dag_id} run {ti.run_id}",
+                                 expected_round=rnd)
         except ReviewError as exc:
             raise AirflowFailException(str(exc)) from None
         self.log.info("approved by %s: %s is live at %s", decision["by"], name, path)
@@ -484,7 +485,8 @@ class CloseOperator(_AgentLineage, _DecisionMixin, BaseOperator):
         decision, saved = self.decision(context)
         try:
             item = ReviewStore().reject(saved["name"], by=decision["by"],
-                                        feedback=decision.get("feedback"))
+                                        feedback=decision.get("feedback"),
+                                        expected_round=saved["round"])
         except ReviewError as exc:
             raise AirflowFailException(str(exc)) from None
         return {"name": item["name"], "status": item["status"], "by": decision["by"]}

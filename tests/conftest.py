@@ -57,15 +57,22 @@ def pytest_configure(config):
 
 
 # Files that take minutes each (real Airflow stacks, clusters, the local model):
-# with a file per xdist worker (--dist loadfile) they go first, so that no
+# with a file per xdist worker (--dist loadfile --no-loadscope-reorder, which
+# keeps this order instead of sorting files by test count) they go first, so no
 # long file starts last and leaves the other worker idle.
-SLOW_FIRST = (
-    "tests/agent/test_agent_demo.py", "tests/ops/test_airflow_postgres.py",
-    "tests/agent/test_agent_smollm2.py", "tests/ops_data/test_clusters.py",
-    "tests/agent_airflow/test_agent_dag.py", "tests/ops/test_lineage_pages.py",
-    "tests/spine/test_airflow.py", "tests/agent/test_agent_dry_run.py",
-    "tests/agent_airflow/test_agent_page.py", "tests/llm/test_llm_dag.py",
-    "tests/ops_data/test_incremental.py", "tests/spine/test_pipeline.py",
+SLOW_FIRST = (  # by each file's time in a 2-worker run, slowest first
+    "tests/ops/test_airflow_postgres.py", "tests/ops_data/test_clusters.py",
+    "tests/spine/test_airflow.py", "tests/ops_data/test_incremental.py",
+    "tests/agent_airflow/test_agent_dag.py", "tests/spine/test_publish.py",
+    "tests/llm/test_llm_dag.py", "tests/quality/test_gate.py",
+    "tests/spark_ops/test_connect.py", "tests/spine/test_pipeline.py",
+    "tests/ops/test_lineage_pages.py", "tests/agent_airflow/test_agent_page.py",
+    "tests/llm/test_llm_embedding_ops.py", "tests/agent/test_agent_demo.py",
+    "tests/training/test_distributed.py", "tests/training/test_training.py",
+    "tests/quality/test_stats.py", "tests/ops_data/test_retention.py",
+    "tests/llm/test_llm_pipeline.py", "tests/agent/test_agent_smollm2.py",
+    "tests/training/test_mixing_suite.py", "tests/quality/test_inspect.py",
+    "tests/llm/test_hostile_run_config.py", "tests/training/test_signals.py",
 )
 
 

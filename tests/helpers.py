@@ -53,9 +53,10 @@ def clean_texts(n: int) -> list[str]:
 class CaptureServer:
     """A real HTTP server on loopback that records every request it gets
     (method, path, headers, body) and answers like an OpenAI-compatible
-    endpoint, so a test can prove that nothing was sent to it."""
+    endpoint, so a test can prove that nothing was sent to it, or script what
+    a model answers (``content``: the assistant message of every answer)."""
 
-    def __init__(self):
+    def __init__(self, content: str = '{"score": 5, "rationale": "ok"}'):
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -72,7 +73,7 @@ class CaptureServer:
                                        "body": self.rfile.read(n).decode(errors="replace")})
                 body = _json.dumps({"id": "x", "object": "chat.completion", "choices": [{
                     "index": 0, "finish_reason": "stop", "message": {
-                        "role": "assistant", "content": '{"score": 5, "rationale": "ok"}'}}],
+                        "role": "assistant", "content": content}}],
                     "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

@@ -134,11 +134,12 @@ def cmd_review(args) -> int:
             print(item.get("plan_md") or "")
             return 0
         if args.action == "approve":
-            target = store.approve(args.name, _who(args), confirm_source=args.confirm_source)
+            target = store.approve(args.name, _who(args), confirm_source=args.confirm_source,
+                                   expected_round=args.round)
             print(f"approved {args.name} by {_who(args)}; live: {target}")
             return 0
         if args.action == "reject":
-            store.reject(args.name, _who(args), feedback=args.feedback)
+            store.reject(args.name, _who(args), feedback=args.feedback, expected_round=args.round)
             print(f"rejected {args.name} by {_who(args)}; revise with: datamill plan "
                   f"--from {args.name} --feedback \"...\" --out SPEC")
             return 0
@@ -221,6 +222,8 @@ def register(subparsers) -> None:
     v.add_argument("--by", help="reviewer (default: $DATAMILL_REVIEWER or the OS user)")
     v.add_argument("--confirm-source", action="store_true",
                    help="approve: confirm a flagged source path outside the data roots")
+    v.add_argument("--round", type=int, metavar="N",
+                   help="approve/reject only if the item is still at round N (the one you read)")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_review)
 

@@ -252,18 +252,21 @@ class ReviewStore:
 
     # -- decisions -------------------------------------------------------------
     def approve(self, name: str, by: str, *, confirm_source: bool = False,
-                note: str | None = None) -> Path:
+                note: str | None = None, expected_round: int | None = None) -> Path:
         """Publish an item: a pipeline's spec is copied into the live pipelines
         folder (returned), an op is checked, tested and registered.
 
         Refused (``ReviewError``): an unknown or already-decided item, a spec that
         no longer validates, a name or output table a live pipeline not
         published by this item already uses, and a flagged source path
-        (outside the data roots) unless ``confirm_source``."""
+        (outside the data roots) unless ``confirm_source``, and an item no longer
+        at ``expected_round`` (the round the reviewer read: a revision saved
+        meanwhile must be read before it can be approved)."""
         if not by or not str(by).strip():
             raise ReviewError("approve needs the reviewer's name (by=...)")
         with self._locked():
             item = self._item(name)
+            _check_round(name, item, expected_round)
             if item.get("status") != "draft":
                 raise ReviewError(f"item {name!r} is {item.get('status')}; only a draft can be "
                                   "approved (revise it to make a new draft)")
@@ -317,13 +320,15 @@ class ReviewStore:
         atomic_write(target, spec_yaml)
         return target
 
-    def reject(self, name: str, by: str, feedback: str | None = None) -> dict[str, Any]:
+    def reject(self, name: str, by: str, feedback: str | None = None,
+               expected_round: int | None = None) -> dict[str, Any]:
         """Close an item without publishing; it stays with its feedback, and a
         revision (``plan --from <item spec> --feedback ...``) makes a new draft."""
         if not by or not str(by).strip():
             raise ReviewError("reject needs the reviewer's name (by=...)")
         with self._locked():
             item = self._item(name)
+            _check_round(name, item, expected_round)
             if item.get("status") == "approved":
                 raise ReviewError(f"item {name!r} is already approved and live; revise it "
                                   "instead")
@@ -390,3 +395,10 @@ class ReviewStore:
         """Delete an item (tests and clean-ups; reviewers reject instead)."""
         with self._locked():
             shutil.rmtree(self.path(name), ignore_errors=True)
+
+
+def _check_round(name: str, item: dict[str, Any], expected: int | None) -> None:
+    rounds = len(item.get("history") or [])
+    if expected is not None and expected != rounds:
+        raise ReviewError(f"item {name!r} is at round {rounds}, not round {expected} that was "
+                          "reviewed: a newer revision was saved meanwhile; read it and decide again")

@@ -402,6 +402,7 @@ def understand_state(state: dict[str, Any]) -> dict[str, Any]:
         raise PlanRefused(f"unknown source format {fmt_arg!r}; known formats: "
                           f"{', '.join(FORMATS)}")
     src = state.get("source_arg")
+    said_fmt = fmt_arg is not None  # this round's --format, not one inherited below
     if base is not None and not src:
         bsrc = base.get("source") or {}
         src, fmt_arg = bsrc.get("path"), fmt_arg or bsrc.get("format")
@@ -457,6 +458,10 @@ def understand_state(state: dict[str, Any]) -> dict[str, Any]:
     if source["placeholder"] and source["path"]:
         flag(state, "placeholder_source", f"the source {source['path']} holds no data yet; the "
              "dry run has no sample")
+        if u.get("source_from_spec") and not said_fmt:
+            # A revision of a plan that never had data: its format is still a guess.
+            flag(state, "format_inferred", f"source format {source['format']!r} comes from the "
+                 "spec being revised and no data confirms it yet")
     if not source["path"]:
         raw_dir = lake_root() / "raw" / name
         source["path"] = display_path(raw_dir) + "/"

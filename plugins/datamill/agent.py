@@ -226,6 +226,8 @@ class DecisionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     feedback: str | None = Field(None, max_length=MAX_TEXT)
     confirm_source: bool = False
+    # The round the reviewer read; a decision on an item revised meanwhile is refused.
+    round: int | None = Field(None, ge=1)
 
 
 class AskBody(BaseModel):
@@ -291,6 +293,10 @@ def _decide(name: str, user, option: str, body: DecisionBody) -> dict[str, Any]:
     feedback = (body.feedback or "").strip()
     if option == REVISE and not feedback:
         raise HTTPException(400, "feedback is empty: say what should change")
+    rounds = len(current.get("history") or [])
+    if body.round is not None and body.round != rounds:
+        raise HTTPException(409, f"{name!r} is at round {rounds} now, not round {body.round} "
+                                 "that you read: reload it and decide again")
     if option == APPROVE and current.get("confirm_needed") and not body.confirm_source:
         raise HTTPException(400, "confirm first: " + "; ".join(current["confirm_needed"]))
     with create_session() as session:
@@ -304,11 +310,11 @@ def _decide(name: str, user, option: str, body: DecisionBody) -> dict[str, Any]:
     try:
         if option == APPROVE:
             store.approve(name, by=by, confirm_source=body.confirm_source,
-                          note="Data agent page")
+                          note="Data agent page", expected_round=body.round)
             return {"via": "store", "option": option, "message": f"approved by {by}: "
                     f"{current['dag_id']} goes live when the dag-processor reads it"}
         if option == REJECT:
-            store.reject(name, by=by, feedback=feedback or None)
+            store.reject(name, by=by, feedback=feedback or None, expected_round=body.round)
             return {"via": "store", "option": option, "message": f"rejected by {by}"}
     except ReviewError as exc:
         raise HTTPException(409, str(exc)) from None
@@ -484,7 +490,8 @@ async function showItem(name) {
     msg.className = 'muted'; msg.textContent = 'sending…';
     try {
       const r = await dm.api('api/items/' + encodeURIComponent(it.name) + '/' + verb,
-                             {json: {feedback: fb.value || null, confirm_source: !!(confirm && confirm.checked)}});
+                             {json: {feedback: fb.value || null, confirm_source: !!(confirm && confirm.checked),
+                                     round: (it.history || []).length || null}});
       msg.className = 'ok'; msg.textContent = r.message;
       shownKey = null; setTimeout(refresh, 500);
     } catch (e) { msg.className = 'error'; msg.textContent = String(e.message || e); }

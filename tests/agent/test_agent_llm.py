@@ -139,3 +139,68 @@ def test_op_new_is_checked_reviewed_tested_and_only_then_registered(agent_env, c
               dry_run=False, draft_ops=True)
     assert st["status"] == "refused" and "drafted for review: op-keyword_filter_2" in st["refusal"]
     assert ReviewStore().get("op-keyword_filter_2")["status"] == "draft"
+
+
+UPPER_DECIDE = '''def decide(row, params):
+    text = row.get("text") or ""
+    letters = [c for c in text if c.isalpha()]
+    if not letters:
+        return True, None
+    share = sum(c.isupper() for c in letters) / len(letters)
+    if share > params["max_upper"]:
+        return False, "upper-case share %.2f" % share
+    return True, None
+'''
+
+
+def _op_answer(decide: str) -> str:
+    return json.dumps({
+        "category": "filter", "slug": "shouting_filter",
+        "summary": "Drops texts where most letters are capitals (shouting).",
+        "decide": decide,
+        "params": {"max_upper": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5}},
+        "examples": [{"text": "BUY NOW THIS IS ALL SHOUTING", "keep": False},
+                     {"text": "A calm sentence about NASA and the moon.", "keep": True}]})
+
+
+def test_op_new_with_an_llm_is_checked_reviewed_tested_and_only_then_registered(
+        agent_env, capsys, monkeypatch):
+    """``op new --llm openai``: free-form code from a model (a real HTTP endpoint scripted
+    with the answer) goes through the same static checks, review, tests and registration."""
+    from tests.helpers import CaptureServer
+
+    genops = agent_env["DATAMILL_GENERATED_OPS_DIR"]
+    desc = "drop texts where more than half of the letters are capitals"
+    with CaptureServer(content=_op_answer(UPPER_DECIDE)) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.url)
+        assert main(["op", "new", desc, "--llm", "openai", "--json"]) == 0
+        sent = json.loads(srv.requests[-1]["body"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["checks"]["ok"] and out["name"] == "shouting_filter", out
+    # The description went to the model as a template variable, with the answer schema.
+    assert sent["temperature"] == 0 and desc in json.dumps(sent["messages"])
+    assert sent["response_format"]["type"] == "json_schema"
+    item = ReviewStore().get("op-shouting_filter")
+    assert item["status"] == "draft" and "LLM draft" in item["module_py"]
+    assert not list(genops.glob("*.py"))  # nothing imported or registered yet
+    assert ReviewStore().approve("op-shouting_filter", "alice") == genops / "shouting_filter.py"
+    assert "2 passed" in (genops.parent / "review" / "op-shouting_filter" /
+                          "test_output.txt").read_text()
+    code = ("from include.registry import get_op, apply_defaults; op = get_op('shouting_filter')();"
+            "p = apply_defaults(op.meta, {}); "
+            "print([op.decide({'text': t, 'meta': '{}'}, p)[0] for t in ('HELLO WORLD', 'Hi there')])")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=str(ROOT), timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "[False, True]", p.stderr[-2000:]
+
+    # A model that writes I/O: the checks fail before anyone reviews it, exit 1,
+    # and approval is refused; nothing is registered.
+    evil = UPPER_DECIDE.replace('text = row.get("text") or ""',
+                                'text = open("/etc/passwd").read()')
+    with CaptureServer(content=_op_answer(evil)) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.url)
+        assert main(["op", "new", desc, "--llm", "openai", "--name", "shouting_2"]) == 1
+    assert "open" in capsys.readouterr().err
+    with pytest.raises(ReviewError, match="static checks"):
+        ReviewStore().approve("op-shouting_2", "alice")
+    assert not (genops / "shouting_2.py").exists()

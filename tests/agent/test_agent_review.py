@@ -33,6 +33,9 @@ def test_feedback_revision_keeps_the_rest_and_the_history(tmp_path, agent_env, c
     before = {s["op"]: s for s in first["steps"]}
     after = {s["op"]: s for s in second["steps"]}
     assert [s["op"] for s in first["steps"]] == [s["op"] for s in second["steps"]]
+    # Still no source and a guessed format: the revised round says so too.
+    assert {"placeholder_source", "format_inferred", "revision"} <= \
+        {f["kind"] for f in ReviewStore().get("math_sft")["flags"]}
     for op in before:
         if op != "llm_augment":
             assert after[op] == before[op], op  # untouched steps: same op, params, place
@@ -88,7 +91,11 @@ def test_approve_reject_and_clashes_through_the_cli(tmp_path, agent_env, capsys)
                  "--out", str(spec), "--no-dry-run"]) == 0
     assert main(["render", str(spec)]) == 0
     assert ReviewStore().get("dedup_docs")["status"] == "draft"
-    assert main(["review", "approve", "dedup_docs", "--by", "alice"]) == 0
+    # A reviewer who read round 1 cannot approve round 2 unseen.
+    assert main(["review", "approve", "dedup_docs", "--by", "alice", "--round", "1"]) == 1
+    assert "at round 2, not round 1" in capsys.readouterr().err
+    assert not (live / "dedup_docs.yaml").exists()
+    assert main(["review", "approve", "dedup_docs", "--by", "alice", "--round", "2"]) == 0
     published = live / "dedup_docs.yaml"
     assert yaml.safe_load(published.read_text())["steps"][0]["op"] == "language_filter"
     item = ReviewStore().get("dedup_docs")

@@ -142,8 +142,12 @@ def test_item_made_by_the_cli_is_decided_on_the_page(agent_af, tmp_path):
         store.save_round(state)
     status, body = agent_af.request("GET", "/datamill/agent/api/items/cli_keep", user="viewer")
     assert status == 200 and body["waiting"] is None and "path" not in body
-    status, body = agent_af.request("POST", "/datamill/agent/api/items/cli_keep/approve", {},
-                                    user="user")
+    # A decision names the round its reviewer read: a stale one is refused.
+    status, body = agent_af.request("POST", "/datamill/agent/api/items/cli_keep/approve",
+                                    {"round": 2}, user="user")
+    assert status == 409 and "not round 2" in str(body), body
+    status, body = agent_af.request("POST", "/datamill/agent/api/items/cli_keep/approve",
+                                    {"round": 1}, user="user")
     assert status == 200 and body["via"] == "store", body
     status, body = agent_af.request("POST", "/datamill/agent/api/items/cli_drop/reject",
                                     {"feedback": "not this one"}, user="admin")

@@ -198,3 +198,52 @@ def test_a_retried_refresh_publish_commits_nothing(scenario):
     assert [h["version"] for h in lh.history(TABLE)] == versions
     assert again["output_version"] == s4["output_version"]
     assert (again["rows_replaced"], again["rows_retracted"]) == (7, 1)
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_publish_asset_events_carry_the_version_and_rows_added(spark, tmp_path, monkeypatch):
+    """Through Airflow (``dag.test``): each publish's Asset event says which table
+    version it made and how many rows it added; a refresh with nothing new
+    skips the publish task and emits no event."""
+    import yaml
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from include.config import PROJECT_ROOT
+    from include.lakehouse import Lakehouse
+
+    texts = clean_texts(12)
+    src = tmp_path / "src"
+    src.mkdir()
+    _write(src / "a.jsonl", [{"id": f"d{i:02d}", "text": texts[i]} for i in range(6)])
+    raw = {**_spec(src, name="inc_assets").raw, "output": {"table": "gold/inc_assets"}}
+    raw["steps"] = [{"op": "exact_dedup"}]
+    pipelines = tmp_path / "pipelines"
+    pipelines.mkdir()
+    (pipelines / "inc_assets.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("DATAMILL_PIPELINES_DIR", str(pipelines))
+    monkeypatch.setenv("DATAMILL_LAKE", str(tmp_path / "lake"))
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.dags["datamill__inc_assets"]
+
+    def events():
+        with create_session() as session:
+            rows = session.scalars(select(AssetEvent).where(
+                AssetEvent.source_dag_id == dag.dag_id).order_by(AssetEvent.id)).all()
+            return [dict(e.extra or {}) for e in rows]
+
+    assert dag.test().state == "success"
+    # a refresh: one more file, an exact copy of a published document and 2 new ones
+    _write(src / "b.jsonl", [{"id": "n1", "text": texts[0]}, {"id": "n2", "text": texts[7]},
+                             {"id": "n3", "text": texts[8]}])
+    assert dag.test().state == "success"
+    nothing = dag.test()
+    assert nothing.state == "success"
+    assert nothing.get_task_instance("publish").state == "skipped"
+    lh = Lakehouse(str(tmp_path / "lake"))
+    got = [(e["table"], e["version"], e["rows"], e["rows_added"]) for e in events()]
+    assert got == [("gold/inc_assets", 0, 6, 6), ("gold/inc_assets", 1, 2, 2)], got
+    assert lh.version("gold/inc_assets") == 1
