@@ -110,6 +110,13 @@ def params_for(op: str, part: str, u: dict[str, Any], needed: set[str] | None = 
             out["threshold"] = v
     elif op == "llm_score":
         v = P.cutoff(t, 1, 5)
+        ten = re.search(r"\b(?:1|one)\s*(?:-|to|–)\s*10\b|\bout of (?:10|ten)\b|/\s*10\b", t, re.I)
+        if ten:  # the request's 1-10 scale, mapped linearly onto llm_score's 1-5
+            v10 = P.cutoff(t, 1, 10)
+            v = None if v10 is None else round(1 + (v10 - 1) * 4 / 9, 1)
+            if v is not None:
+                u.setdefault("scale_notes", []).append(
+                    f"llm_score rates 1-5: the request's cut-off {v10:g} on 1-10 became {v:g}")
         if v is not None:
             out["threshold"] = int(v) if v == int(v) else v
         r = compose.rubric(u, t)
@@ -260,11 +267,14 @@ def build_steps(state: dict[str, Any], asked: dict[str, Any]) -> tuple[list, lis
                           "via": "spec skill", "skill": spec["name"],
                           "score": asked["reuse"]["score"]})
             seen.add(s["op"])
-    # One part's words give an op's params; the first part that asked wins.
+    # An op's params come from the words of every part that asked for it, in the
+    # request's order ("strip boilerplate, ..., apply gopher quality rules").
     by_op: dict[str, dict[str, Any]] = {}
     for w in asked["wanted"]:
         if w["op"] in asked["excluded"]:
             continue
+        if w["op"] in by_op and w["part"] not in by_op[w["op"]]["part"]:
+            by_op[w["op"]] = {**by_op[w["op"]], "part": f"{by_op[w['op']]['part']}; {w['part']}"}
         by_op.setdefault(w["op"], w)
     needed: set[str] = set()
     if "llm_augment" in by_op:
@@ -322,6 +332,8 @@ def draft_offline(state: dict[str, Any]) -> dict[str, Any]:
     asked = collect(state)
     steps, notes = build_steps(state, asked)
     state["asked"] = asked
+    for note in dict.fromkeys(state["understanding"].pop("scale_notes", [])):
+        flag(state, "param_mapped", note)
     drafted = []
     for un in asked["unserved"]:
         flag(state, "low_match", f"no op in the catalogue fits {un['part']!r} (closest: "

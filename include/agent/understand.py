@@ -40,10 +40,13 @@ INTENTS: list[tuple[str, str, str | None]] = [
                   r"clean up (?:the )?(?:text|formatting))", None),
     ("language_filter", r"\b(languages?|lang(?:uage)?[- ]?id|non[- ]?(?:english|german|french|"
                         r"spanish|\w+ish) (?:text|content|documents|pages|samples|data)|"
-                        r"(?:only|keep|filter (?:to|for)|restrict to)\s+(?:\w+\s+){0,2}?(?:"
+                        r"(?:only|keep|filter (?:to|for)|restrict(?:ed)? to|limit(?:ed)? to|"
+                        r"confined to|just)\s+(?:\w+\s+){0,2}?(?:"
                         + "|".join(P.LANGUAGES) + r")|in (?:" + "|".join(P.LANGUAGES) + r")\b|"
                         r"(?:" + "|".join(P.LANGUAGES) + r")[- ](?:only|subset|part|portion|"
-                        r"texts?|documents?|pages|data|content|samples|articles|posts))",
+                        r"texts?|documents?|pages|data|content|samples|articles|posts)|"
+                        r"(?:" + "|".join(P.LANGUAGES) + r")(?:,| and| or|/)\s*(?:" +
+                        "|".join(P.LANGUAGES) + r")\b)",
      r"\b(programming|translat\w*|natural language processing|language model)\b"),
     ("quality_filter", r"\b(low[- ]quality|poor[- ]quality|quality filter\w*|gopher|\bc4\b|"
                        r"fineweb|heuristic\w*|boilerplate|spam|junk|gibberish|"
@@ -82,7 +85,11 @@ INTENTS: list[tuple[str, str, str | None]] = [
                   r"them|the)|score (?:each|every|them|the \w+) (?:with|using|by)|"
                   r"(?:llm|model)[- ]based (?:quality|scor\w*|filter\w*)|helpfulness|"
                   r"(?:llm|model) (?:quality )?scor\w*|scor\w* (?:with|using|by) (?:an? )?"
-                  r"(?:llm|model|judge)|(?:with|using|by) an? llm)", r"\b(label|annotat|tag)\w*"),
+                  r"(?:llm|model|judge)|(?:with|using|by) an? llm|toxic\w*|hate speech|"
+                  r"offensive|abusive|harmful (?:content|text|language)|nsfw|profan\w*|"
+                  r"(?:llm|model) (?:to )?(?:rate|grade|score|judge))",
+     r"\b(label|annotat|tag|summari[sz]|rewrit|rephras|translat|paraphras|augment|"
+     r"synthes|variant)\w*"),
     ("llm_annotate", r"\b(label\w*|annotat\w*|tag (?:each|every|them|the)|classify|"
                      r"categori[sz]\w*|topic\w*|difficulty|sentiment|intent)",
      r"\b(label noise)\b"),
@@ -90,12 +97,14 @@ INTENTS: list[tuple[str, str, str | None]] = [
                     r"improve (?:the )?(?:clarity|wording|formatting|writing)|"
                     r"polish (?:the )?(?:text|answers|responses))", None),
     ("llm_augment", r"\b(augment\w*|variants?|variations?|more (?:examples|samples) like|"
+                    r"paraphras(?:e|es|ing) (?:for|of) (?:each|every|all|the)|"
+                    r"\d+ (?:paraphrases|new versions|alternative versions)|"
                     r"upsampl\w*|paraphrases of|expand (?:the )?(?:hard|difficult|rare))", None),
     ("llm_synthesize", r"\b(synthes[iy][sz]\w*|synthetic|generate (?:[\w-]+ ){0,5}?(?:new )?"
                        r"(?:examples|samples|questions|problems|dialogues|conversations|"
                        r"instructions|data|pairs|exercises)|create (?:\w+ ){0,4}?(?:new|"
                        r"synthetic) (?:data|examples|samples|problems|questions)|"
-                       r"from scratch)", None),
+                       r"from scratch)", r"\b(paraphras\w*|variants? of|augment\w*)"),
     ("gx_validate", r"\b(validat\w*|quality gate|gate|great expectations|expectations?|"
                     r"block (?:the )?publish\w*|fail (?:the run )?if|must not|must be|"
                     r"ensure (?:that )?|make sure (?:that )?|check (?:that|for null|ids|"

@@ -94,6 +94,31 @@ def test_params_from_words():
     assert spec["schedule"] == "0 2 * * *"
 
 
+def test_phrasings_of_the_second_holdout():
+    """Phrasings that once planned wrongly (benchmarks/agent/requests_holdout2.yaml)."""
+    st = plan("a chat corpus limited to German and French, deduplicate near-identical ones",
+              dry_run=False)
+    assert ops(st) == ["language_filter", "minhash_dedup"]
+    assert step(st, "language_filter")["languages"] == ["de", "fr"]
+    st = plan("Have an LLM rate helpfulness of each answer from 1 to 10 and keep only those "
+              "rated 7 or higher", dry_run=False)
+    assert ops(st) == ["llm_score"] and step(st, "llm_score")["threshold"] == 3.7
+    assert "helpfulness" in step(st, "llm_score")["rubric"]
+    assert any(f["kind"] == "param_mapped" and "1-10" in f["message"] for f in st["flags"])
+    st = plan("Generate 3 paraphrases for every question labelled hard by the model.",
+              dry_run=False)
+    assert ops(st) == ["llm_annotate", "llm_augment"]
+    assert step(st, "llm_augment")["n"] == 3
+    assert step(st, "llm_augment")["where"] == "difficulty >= 4"
+    st = plan("Remove toxic content", dry_run=False)
+    assert ops(st) == ["llm_score"] and "safety" in step(st, "llm_score")["rubric"]
+    st = plan("Summarise each document with an LLM", dry_run=False)
+    assert ops(st) == ["llm_rewrite"]  # an LLM that writes is not a judge
+    # An op asked for twice takes the params of both parts.
+    st = plan("Strip HTML boilerplate, keep English, apply C4 quality rules", dry_run=False)
+    assert step(st, "quality_filter")["preset"] == "c4"
+
+
 def test_llm_prompts_are_composed_bound_and_rendered():
     st = plan("Score every answer with an LLM judge on correctness and keep those scoring at "
               "least 4, then label the sentiment of each as positive, negative or neutral",
