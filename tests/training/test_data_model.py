@@ -118,6 +118,9 @@ def test_missing_table_and_bad_config_are_clear_errors(tmp_path, spark):
         parse_config({**base_raw(tmp_path), "train": {"stepz": 3}})
     with pytest.raises(ConfigError, match="mixer/strategy"):
         parse_config({**base_raw(tmp_path), "mixer": {"strategy": 3}})
+    # No mixer section: the suite's choice (README, "Which strategy").
+    raw = {k: v for k, v in base_raw(tmp_path).items() if k != "mixer"}
+    assert parse_config(raw).mixer["strategy"] == "loss_select"
 
 
 def test_windows_are_per_domain_and_shifted(make_config):

@@ -69,7 +69,9 @@ def _overrides(strategy: Strategy, hook: str) -> bool:
 
 def build_mixer(mixer_cfg: dict[str, Any], domains: list[str]) -> MixerStack:
     """The mixer for a config's ``mixer`` section (one name or a list)."""
-    spec = mixer_cfg.get("strategy", "uniform")
+    from training.config import DEFAULT_STRATEGY
+
+    spec = mixer_cfg.get("strategy", DEFAULT_STRATEGY)
     if isinstance(spec, str):
         entries = [{"strategy": spec, "params": mixer_cfg.get("params") or {}}]
     else:
