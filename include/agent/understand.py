@@ -41,8 +41,8 @@ INTENTS: list[tuple[str, str, str | None]] = [
     ("language_filter", r"\b(languages?|lang(?:uage)?[- ]?id|non[- ]?(?:english|german|french|"
                         r"spanish|\w+ish) (?:text|content|documents|pages|samples|data)|"
                         r"(?:only|keep|filter (?:to|for)|restrict(?:ed)? to|limit(?:ed)? to|"
-                        r"confined to|just)\s+(?:\w+\s+){0,2}?(?:"
-                        + "|".join(P.LANGUAGES) + r")|in (?:" + "|".join(P.LANGUAGES) + r")\b|"
+                        r"confined to)\s+(?:\w+\s+){0,2}?(?:"
+                        + "|".join(P.LANGUAGES) + r")\b|in (?:" + "|".join(P.LANGUAGES) + r")\b|"
                         r"(?:" + "|".join(P.LANGUAGES) + r")[- ](?:only|subset|part|portion|"
                         r"texts?|documents?|pages|data|content|samples|articles|posts)|"
                         r"(?:" + "|".join(P.LANGUAGES) + r")(?:,| and| or|/)\s*(?:" +
@@ -89,7 +89,7 @@ INTENTS: list[tuple[str, str, str | None]] = [
                   r"offensive|abusive|harmful (?:content|text|language)|nsfw|profan\w*|"
                   r"(?:llm|model) (?:to )?(?:rate|grade|score|judge))",
      r"\b(label|annotat|tag|summari[sz]|rewrit|rephras|translat|paraphras|augment|"
-     r"synthes|variant)\w*"),
+     r"synthes|variant|polish|shorten|simplif)\w*"),
     ("llm_annotate", r"\b(label\w*|annotat\w*|tag (?:each|every|them|the)|classify|"
                      r"categori[sz]\w*|topic\w*|difficulty|sentiment|intent)",
      r"\b(label noise)\b"),

@@ -114,6 +114,8 @@ def test_phrasings_of_the_second_holdout():
     assert ops(st) == ["llm_score"] and "safety" in step(st, "llm_score")["rubric"]
     st = plan("Summarise each document with an LLM", dry_run=False)
     assert ops(st) == ["llm_rewrite"]  # an LLM that writes is not a judge
+    st = plan("Just polish the answers with an LLM", dry_run=False)
+    assert ops(st) == ["llm_rewrite"]  # "polish" is no language here
     # An op asked for twice takes the params of both parts.
     st = plan("Strip HTML boilerplate, keep English, apply C4 quality rules", dry_run=False)
     assert step(st, "quality_filter")["preset"] == "c4"
