@@ -70,9 +70,18 @@ def lineage_run(airflow_db, tmp_path_factory):
     (src / "docs.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     write_spec(pipelines / "lin.yaml", SPEC.format(src=src))
     events = lake / "_system/lineage/events.jsonl"
+    # A metadata DB of its own: the session's DB is shared with the real schedulers
+    # and dag-processors of other tests' Airflow stacks, whose dag-processor marks this
+    # DAG stale (not in its pipelines folder) and whose scheduler then deactivates
+    # its Asset, failing the publish task ("inactive assets in its outlets").
+    db_url = f"sqlite:///{work / 'airflow.db'}"
+    env = dict(os.environ, AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=db_url)
+    res = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     # A fresh interpreter: the provider reads its transport when Airflow loads
     # plugins, which an earlier test in this process may already have done.
-    env = dict(os.environ, DATAMILL_PIPELINES_DIR=str(pipelines), DATAMILL_LAKE=str(lake),
+    env = dict(env, DATAMILL_PIPELINES_DIR=str(pipelines), DATAMILL_LAKE=str(lake),
                AIRFLOW__OPENLINEAGE__TRANSPORT=json.dumps(
                    {"type": "file", "log_file_path": str(events), "append": True}),
                AIRFLOW__OPENLINEAGE__NAMESPACE="datamill",
@@ -85,7 +94,7 @@ def lineage_run(airflow_db, tmp_path_factory):
     # dag.test() logs each task to stdout: a failed task's traceback is there.
     assert run["state"] == "success", (run["tasks"], res.stdout[-6000:])
     evs = [json.loads(line) for line in events.read_text().splitlines()]
-    return {"lake": lake, "src": src, "run_id": run["run_id"], "events": evs}
+    return {"lake": lake, "src": src, "run_id": run["run_id"], "events": evs, "db_url": db_url}
 
 
 def _complete(evs, task):
@@ -150,7 +159,7 @@ def test_facets_carry_the_runs_numbers(lineage_run):
 
 @pytest.fixture(scope="module")
 def af(lineage_run, tmp_path_factory):
-    with AirflowServices(tmp_path_factory.mktemp("af_pages"),
+    with AirflowServices(tmp_path_factory.mktemp("af_pages"), db_url=lineage_run["db_url"],
                          env={"DATAMILL_LAKE": str(lineage_run["lake"])}) as services:
         yield services
 
