@@ -77,6 +77,8 @@ SLOW_FIRST = (  # by each file's time in a 2-worker run, slowest first
 
 
 def pytest_collection_modifyitems(config, items):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # a serial run keeps pytest's order (a package's files stay together)
     rank = {f: i for i, f in enumerate(SLOW_FIRST)}
     # a stable sort: every worker collects the same order, as xdist requires
     items.sort(key=lambda it: rank.get(it.nodeid.split("::", 1)[0], len(rank)))
