@@ -156,14 +156,19 @@ def draft(state: dict[str, Any]) -> dict[str, Any]:
     if state.get("from_spec") is not None:
         from include.agent.revise import revise_state
 
-        return revise_state(state)
-    if state.get("llm") == "openai":
+        state = revise_state(state)
+    elif state.get("llm") == "openai":
         from include.agent.llm_planner import draft_llm
 
-        return draft_llm(state)
-    from include.agent.offline import draft_offline
+        state = draft_llm(state)
+    else:
+        from include.agent.offline import draft_offline
 
-    return draft_offline(state)
+        state = draft_offline(state)
+    # Params the words gave on another scale than the op's (offline.params_for).
+    for note in dict.fromkeys(state["understanding"].pop("param_notes", [])):
+        flag(state, "param_mapped", note)
+    return state
 
 
 @_step

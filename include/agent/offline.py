@@ -115,7 +115,7 @@ def params_for(op: str, part: str, u: dict[str, Any], needed: set[str] | None = 
             v10 = P.cutoff(t, 1, 10)
             v = None if v10 is None else round(1 + (v10 - 1) * 4 / 9, 1)
             if v is not None:
-                u.setdefault("scale_notes", []).append(
+                u.setdefault("param_notes", []).append(
                     f"llm_score rates 1-5: the request's cut-off {v10:g} on 1-10 became {v:g}")
         if v is not None:
             out["threshold"] = int(v) if v == int(v) else v
@@ -332,8 +332,6 @@ def draft_offline(state: dict[str, Any]) -> dict[str, Any]:
     asked = collect(state)
     steps, notes = build_steps(state, asked)
     state["asked"] = asked
-    for note in dict.fromkeys(state["understanding"].pop("scale_notes", [])):
-        flag(state, "param_mapped", note)
     drafted = []
     for un in asked["unserved"]:
         flag(state, "low_match", f"no op in the catalogue fits {un['part']!r} (closest: "

@@ -266,7 +266,7 @@ class ReviewStore:
             raise ReviewError("approve needs the reviewer's name (by=...)")
         with self._locked():
             item = self._item(name)
-            _check_round(name, item, expected_round)
+            check_round(name, item, expected_round)
             if item.get("status") != "draft":
                 raise ReviewError(f"item {name!r} is {item.get('status')}; only a draft can be "
                                   "approved (revise it to make a new draft)")
@@ -328,7 +328,7 @@ class ReviewStore:
             raise ReviewError("reject needs the reviewer's name (by=...)")
         with self._locked():
             item = self._item(name)
-            _check_round(name, item, expected_round)
+            check_round(name, item, expected_round)
             if item.get("status") == "approved":
                 raise ReviewError(f"item {name!r} is already approved and live; revise it "
                                   "instead")
@@ -397,7 +397,8 @@ class ReviewStore:
             shutil.rmtree(self.path(name), ignore_errors=True)
 
 
-def _check_round(name: str, item: dict[str, Any], expected: int | None) -> None:
+def check_round(name: str, item: dict[str, Any], expected: int | None) -> None:
+    """Refuse a decision taken on another round than the item's current one."""
     rounds = len(item.get("history") or [])
     if expected is not None and expected != rounds:
         raise ReviewError(f"item {name!r} is at round {rounds}, not round {expected} that was "

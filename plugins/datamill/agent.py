@@ -281,11 +281,13 @@ def plan(body: PlanBody, user: User) -> dict[str, Any]:
 def _decide(name: str, user, option: str, body: DecisionBody) -> dict[str, Any]:
     from airflow.utils.session import create_session
 
-    from include.agent.review_store import ReviewError
+    from include.agent.review_store import ReviewError, check_round
 
     store = _store()
     try:
         current = store.get(name)
+        # Also before an answer goes to a waiting run's HITL step, which the store never sees.
+        check_round(name, current, body.round)
     except ReviewError as exc:
         raise _review_error(exc) from None
     if current.get("kind", "pipeline") != "pipeline":
@@ -293,10 +295,6 @@ def _decide(name: str, user, option: str, body: DecisionBody) -> dict[str, Any]:
     feedback = (body.feedback or "").strip()
     if option == REVISE and not feedback:
         raise HTTPException(400, "feedback is empty: say what should change")
-    rounds = len(current.get("history") or [])
-    if body.round is not None and body.round != rounds:
-        raise HTTPException(409, f"{name!r} is at round {rounds} now, not round {body.round} "
-                                 "that you read: reload it and decide again")
     if option == APPROVE and current.get("confirm_needed") and not body.confirm_source:
         raise HTTPException(400, "confirm first: " + "; ".join(current["confirm_needed"]))
     with create_session() as session:
