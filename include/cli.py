@@ -57,12 +57,28 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def _reserve_stdout():
+    """A private copy of stdout for the command's one machine-readable line;
+    fd 1 points at stderr from here to the process's exit.
+
+    The engines a run starts write to fd 1 too: the Spark JVM and Ray's
+    processes inherit it, and their shutdown hooks run after ``main`` returns,
+    so anything they print would land after the summary that interfaces.md
+    promises as stdout's last line.
+    """
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    return out
+
+
 def cmd_run(args) -> int:
     from include.quality.gate import QualityGateError
     from include.runner import StageError, run_pipeline
     from include.spec import SpecError, load_spec
     from spark_jobs.ingest import SourceError
 
+    out = _reserve_stdout()
     try:
         spec = load_spec(args.spec, args.set)
         from spark_jobs.ingest import list_files
@@ -72,7 +88,7 @@ def cmd_run(args) -> int:
     except (SpecError, SourceError, StageError, QualityGateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(summary))
+    print(json.dumps(summary), file=out, flush=True)
     return 0
 
 

@@ -6,7 +6,9 @@ a second time and point AIRFLOW_HOME at a new, unmigrated directory.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,6 +20,23 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subproce
     e.update(env or {})
     return subprocess.run([DATAMILL, *args], capture_output=True, text=True, env=e,
                           timeout=timeout, cwd=str(ROOT))
+
+
+def dag_test(dag, capfd, **kwargs):
+    """``dag.test(**kwargs)``, asserting success; a failed run names its failed
+    tasks and the exception lines of their logs, which ``dag.test()`` writes
+    to stdout (a CI summary shows the assertion, not the captured output)."""
+    run = dag.test(**kwargs)
+    if run.state != "success":
+        out, err = capfd.readouterr()
+        sys.stdout.write(out)  # still shown in the test's report
+        sys.stderr.write(err)
+        failed = sorted(ti.task_id for ti in run.get_task_instances()
+                        if ti.state not in ("success", "skipped"))
+        errors = [ln.strip() for ln in out.splitlines()
+                  if re.match(r"^\s*[\w.]+(Error|Exception|Exit)\b.*:", ln)]
+        raise AssertionError(f"dag run {run.state}; tasks {failed}; errors: {errors[-8:]}")
+    return run
 
 
 def write_spec(path: Path, body: str) -> Path:

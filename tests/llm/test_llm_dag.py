@@ -13,6 +13,7 @@ import yaml
 from include.config import PROJECT_ROOT
 from include.lakehouse import LEDGER, QUARANTINE, RUNS, Lakehouse
 from include.llm.cache import AnswerCache
+from tests.helpers import dag_test
 
 pytestmark = pytest.mark.usefixtures("ray_local", "airflow_db")
 
@@ -55,7 +56,7 @@ def _summary(lake, spark) -> dict:
     return json.loads(runs[0]["summary"])
 
 
-def test_llm_spec_runs_as_a_dag(server, tmp_path, monkeypatch, spark):
+def test_llm_spec_runs_as_a_dag(server, tmp_path, monkeypatch, spark, capfd):
     rows = [{"id": i, "text": f"{t} [score={s}]"} for i, t, s in DOCS]
     rows[-1]["text"] += " [malformed]"  # c5: never a valid annotation
     llm = {"engine": {"base_url": server.url, "model": "test-model"}, "backoff_base_s": 0.01,
@@ -68,7 +69,7 @@ def test_llm_spec_runs_as_a_dag(server, tmp_path, monkeypatch, spark):
     dag, lake = _dag(tmp_path, monkeypatch, spec, rows)
     assert [t.task_id for t in dag.tasks] == [
         "ingest", "s1_llm_annotate", "s2_llm_score", "s3_semantic_dedup", "publish"]
-    assert dag.test().state == "success"
+    dag_test(dag, capfd)
 
     lh = Lakehouse(lake)
     gold = {r["id"]: r.asDict() for r in lh.read("gold/llm_dag").collect()}
@@ -102,7 +103,7 @@ def test_llm_spec_runs_as_a_dag(server, tmp_path, monkeypatch, spark):
     assert annotate["stats"]["cost_usd"] == 0  # no prices given
 
 
-def test_airflow_retry_resumes_from_the_cache(server, tmp_path, monkeypatch, spark):
+def test_airflow_retry_resumes_from_the_cache(server, tmp_path, monkeypatch, spark, capfd):
     n = 40
     rows = [{"id": f"d{i:02d}", "text": f"document {i} [score={1 + i % 5}]"} for i in range(n)]
     params = {"engine": {"base_url": server.url, "model": "test-model"}, "threshold": 1,
@@ -118,8 +119,7 @@ def test_airflow_retry_resumes_from_the_cache(server, tmp_path, monkeypatch, spa
     task.retry_delay = timedelta(seconds=3)
     # The endpoint answers 12 requests, then 503s everything for a second.
     server.configure(outage_after=12, outage_s=1.0)
-    dr = dag.test()
-    assert dr.state == "success"
+    dr = dag_test(dag, capfd)
 
     ti = dr.get_task_instance("s1_llm_score")
     assert ti.try_number == 2  # the first try failed, Airflow's retry succeeded
@@ -152,7 +152,7 @@ def test_airflow_retry_resumes_from_the_cache(server, tmp_path, monkeypatch, spa
     assert score["stats"]["requests"] == len(second) == n - len(kept)
 
 
-def test_every_ray_op_runs_as_a_dag(server, tmp_path, monkeypatch, spark):
+def test_every_ray_op_runs_as_a_dag(server, tmp_path, monkeypatch, spark, capfd):
     """The shipped example spec (all seven Ray ops, embedded defaults) as a DAG,
     on the first 30 bundled docstrings, the endpoint from $OPENAI_BASE_URL."""
     from tests.helpers import run_cli
@@ -171,7 +171,7 @@ def test_every_ray_op_runs_as_a_dag(server, tmp_path, monkeypatch, spark):
     ops = [s["op"] for s in example["steps"]]
     assert [t.task_id for t in dag.tasks] == [
         "ingest", *[f"s{i}_{op}" for i, op in enumerate(ops, 1)], "publish"]
-    assert dag.test().state == "success"
+    dag_test(dag, capfd)
 
     summary = _summary(lake, spark)
     assert summary["conservation"]["ok"], summary["conservation"]

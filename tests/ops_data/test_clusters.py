@@ -47,7 +47,10 @@ def _run(spec, lake, **env) -> dict:
     p = subprocess.run([DATAMILL, "run", str(spec), "--lake", str(lake)], capture_output=True,
                        text=True, env=e, cwd=str(ROOT), timeout=1500)
     assert p.returncode == 0, p.stderr[-4000:]
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    lines = p.stdout.strip().splitlines()
+    # the summary is stdout's only line: the engines' own output goes to stderr
+    assert len(lines) == 1, f"stdout: {p.stdout[-2000:]!r}\nstderr: {p.stderr[-2000:]}"
+    return json.loads(lines[0])
 
 
 def _gold(lake) -> list[dict]:

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.helpers import clean_texts
+from tests.helpers import clean_texts, dag_test
 
 TABLE = "gold/inc_docs"
 
@@ -201,7 +201,8 @@ def test_a_retried_refresh_publish_commits_nothing(scenario):
 
 
 @pytest.mark.usefixtures("airflow_db")
-def test_publish_asset_events_carry_the_version_and_rows_added(spark, tmp_path, monkeypatch):
+def test_publish_asset_events_carry_the_version_and_rows_added(spark, tmp_path, monkeypatch,
+                                                              capfd):
     """Through Airflow (``dag.test``): each publish's Asset event says which table
     version it made and how many rows it added; a refresh with nothing new
     skips the publish task and emits no event."""
@@ -235,13 +236,12 @@ def test_publish_asset_events_carry_the_version_and_rows_added(spark, tmp_path, 
                 AssetEvent.source_dag_id == dag.dag_id).order_by(AssetEvent.id)).all()
             return [dict(e.extra or {}) for e in rows]
 
-    assert dag.test().state == "success"
+    dag_test(dag, capfd)
     # a refresh: one more file, an exact copy of a published document and 2 new ones
     _write(src / "b.jsonl", [{"id": "n1", "text": texts[0]}, {"id": "n2", "text": texts[7]},
                              {"id": "n3", "text": texts[8]}])
-    assert dag.test().state == "success"
-    nothing = dag.test()
-    assert nothing.state == "success"
+    dag_test(dag, capfd)
+    nothing = dag_test(dag, capfd)
     assert nothing.get_task_instance("publish").state == "skipped"
     lh = Lakehouse(str(tmp_path / "lake"))
     got = [(e["table"], e["version"], e["rows"], e["rows_added"]) for e in events()]

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from include.lakehouse import LEDGER, Lakehouse
-from tests.helpers import ROOT, clean_texts, run_cli, write_spec
+from tests.helpers import ROOT, clean_texts, dag_test, run_cli, write_spec
 
 SPEC = """
 version: 1
@@ -98,7 +98,8 @@ def src(tmp_path):
     return p
 
 
-def test_seven_spark_ops_same_through_dag_and_cli(airflow_db, spark, tmp_path, src, monkeypatch):
+def test_seven_spark_ops_same_through_dag_and_cli(airflow_db, spark, tmp_path, src, monkeypatch,
+                                                   capfd):
     pipelines = tmp_path / "pipelines"
     pipelines.mkdir()
     spec_path = write_spec(pipelines / "af.yaml", SPEC.format(src=src))
@@ -110,7 +111,7 @@ def test_seven_spark_ops_same_through_dag_and_cli(airflow_db, spark, tmp_path, s
     assert [t.task_id for t in dag.tasks] == [
         "ingest", "s1_html_extract__s2_normalize__s3_language_filter__s4_quality_filter__s5_pii_redact",
         "s6_exact_dedup", "s7_minhash_dedup", "publish"]
-    assert dag.test().state == "success"
+    dag_test(dag, capfd)
 
     r = run_cli("run", str(spec_path), "--lake", str(cli_lake))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -128,5 +129,5 @@ def test_seven_spark_ops_same_through_dag_and_cli(airflow_db, spark, tmp_path, s
     assert len(gold) >= 24, removed  # at most one clean page lost beyond the four planted removals
 
     # A UI trigger's params override the spec for that run only.
-    assert dag.test(run_conf={"s4_quality_filter__min_words": 120}).state == "success"
+    dag_test(dag, capfd, run_conf={"s4_quality_filter__min_words": 120})
     assert len(rows(dag_lake)) < len(gold)

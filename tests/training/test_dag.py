@@ -12,6 +12,7 @@ import yaml
 
 from include.config import PROJECT_ROOT
 from include.lineage import asset_uri
+from tests.helpers import dag_test
 
 
 def _dagbag():
@@ -44,7 +45,8 @@ def test_shipped_configs_build_dags(airflow_db):
 
 
 def test_training_dag_trains_publishes_and_retrains_on_new_data(airflow_db, spark, gold_lake,
-                                                                 make_config, tmp_path, monkeypatch):
+                                                                 make_config, tmp_path, monkeypatch,
+                                                                 capfd):
     from training import corpora
 
     lake = tmp_path / "lake"                  # its own lake: this test publishes new data
@@ -62,8 +64,7 @@ def test_training_dag_trains_publishes_and_retrains_on_new_data(airflow_db, spar
     names = {a.name for a in dag.timetable.asset_condition.objects}
     assert names == {asset_uri(lake, f"gold/{d}") for d in cfg.domains}
 
-    run = dag.test()
-    assert run.state == "success"
+    run = dag_test(dag, capfd)
     summary = _xcom(run, "train")                        # the run summary is in XCom
     assert summary["steps"] == 4 and summary["complete"] and summary["resumed_from"] is None
     assert summary["run_id"] == run.run_id
@@ -80,8 +81,7 @@ def test_training_dag_trains_publishes_and_retrains_on_new_data(airflow_db, spar
     # A pipeline publishes a new version of one domain table; the next DAG
     # run trains on it: a new run folder, from step 0, on version 1.
     corpora.write_tables(spark, lake, {"changelog": corpora.changelogs(90)[10:]})
-    run2 = dag.test()
-    assert run2.state == "success"
+    run2 = dag_test(dag, capfd)
     again = _xcom(run2, "train")
     assert again["resumed_from"] is None and again["steps"] == 4 and again["complete"]
     assert again["data_versions"]["changelog"] == first_versions["changelog"] + 1
