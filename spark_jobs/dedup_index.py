@@ -1,29 +1,39 @@
 """Dedup indexes beside a published table, so a refresh compares new rows with
-the published corpus without recomputing anything about it.
+the corpus earlier runs saw without recomputing anything about it.
 
 One index per dedup step and settings (the settings that change its keys:
 exact_dedup's text normalisation, minhash_dedup's permutations, shingling and
 banding), in ``<output table>__dedup/<op>_<settings hash>/``, three Delta
 tables:
 
-- ``keys``: ``band``, ``key`` (binary), ``id``: for minhash_dedup one row per
-  LSH band of each published document (the band's slice of its MinHash
-  signature); for exact_dedup one row per document, the SHA-256 of its
-  normalised text (band 0);
+- ``keys``: ``band``, ``key`` (binary), ``id``, ``survivor``: for minhash_dedup
+  one row per LSH band of each document (the band's slice of its MinHash
+  signature); for exact_dedup one row per document it kept, the SHA-256 of
+  its normalised text (band 0). ``survivor`` is the document that represents
+  the entry's cluster: the document itself when the step kept it, the
+  survivor it was removed for otherwise;
 - ``docs`` (minhash_dedup only): ``id``, ``sh`` (its shingle hashes), ``capped``,
   what exact-Jaccard verification of a candidate pair needs;
 - ``commits``: which runs' entries make up the index and the table version the
   index mirrors.
 
+The entries are those of every document the step saw in a published run, not
+only of the published ones: minhash_dedup's near-duplicate relation is not
+transitive, so a new document can be a near copy of a document an earlier run
+removed (as a near copy of its survivor) while being too far from the survivor
+itself; a full rerun puts all three in one cluster, and so does a refresh that
+matches the removed document and takes its survivor. Documents a later step
+removed stay too: a full rerun's dedup step sees them as well.
+
 Entries are partitioned by the run that wrote them (``_run_id``). A run's dedup
-step stages the entries of the rows it keeps; the publish commits them
-(:meth:`DedupIndex.commit`): entries of rows a later step removed are deleted,
-so are entries of documents a changed file replaced, and the commit row
-records the new table version. Readers take only committed runs. A refresh
-whose basis version is not the one the index mirrors (the table was
-republished in full, the index is new, or a crash came between the table's
-commit and the index's) rebuilds the index from the published table first:
-the only time its cost grows with the corpus.
+step stages its entries; the publish commits them (:meth:`DedupIndex.commit`):
+earlier entries of the same ids (a document a changed file replaced, an id a
+new file reused) are deleted, and the commit row records the new table
+version. Readers take only committed runs. A refresh whose basis version is not
+the one the index mirrors (the table was republished in full, the index is
+new, or a crash came between the table's commit and the index's) rebuilds the
+index from the published table first: the only time its cost grows with the
+corpus, and then the index holds the published documents only.
 """
 from __future__ import annotations
 
@@ -74,7 +84,7 @@ class DedupIndex:
         return self.lh.read(table).where(F.col("_run_id").isin(runs)).drop("_run_id")
 
     def keys(self, state: IndexState, exclude_ids=None):
-        """Committed (band, key, id) entries, without ``exclude_ids`` (column ``id``)."""
+        """Committed (band, key, id, survivor) entries, without ``exclude_ids`` (column ``id``)."""
         out = self._entries(self.keys_table, state.runs)
         return out.join(exclude_ids, "id", "left_anti") if exclude_ids is not None else out
 
@@ -87,12 +97,12 @@ class DedupIndex:
 
     # -- writes -----------------------------------------------------------------
     def _write(self, tag: str, keys, docs) -> None:
-        self.lh.write_run(keys.select("band", "key", "id"), self.keys_table, tag)
+        self.lh.write_run(keys.select("band", "key", "id", "survivor"), self.keys_table, tag)
         if self.with_docs:
             self.lh.write_run(docs.select("id", "sh", "capped"), self.docs_table, tag)
 
     def stage(self, run_id: str, keys, docs=None) -> None:
-        """The entries of the rows a run's step keeps (replaced on a retry)."""
+        """The entries of the rows a run's step saw (replaced on a retry)."""
         self._write(run_id, keys, docs)
 
     def _tables(self) -> list[str]:
@@ -129,38 +139,40 @@ class DedupIndex:
                                                        pa.timestamp("us", tz="UTC"))})
         write_deltalake(self.lh.table_path(self.commits_table), row, mode="append")
 
-    def commit(self, run_id: str, version: int, published_ids, replaced_ids=None, *,
+    def commit(self, run_id: str, version: int, replaced_ids=None, *,
                build: bool, basis: int | None = None) -> None:
         """Make the run's staged entries part of the index at table ``version``.
 
-        ``published_ids``: the ids the run published (staged entries of other
-        ids are dropped). ``replaced_ids`` (``doc_id``): earlier documents the
-        run's changed files replace. ``build``: the table was overwritten, so
-        only this run's entries remain. An append whose index does not mirror
+        ``replaced_ids`` (``doc_id``): earlier documents the run's changed
+        files replace; their earlier entries go, as do earlier entries of ids
+        the run staged again. ``build``: the table was overwritten, so only
+        this run's entries remain. An append whose index does not mirror
         ``basis`` is left out (the next refresh rebuilds the index).
         """
         from pyspark.sql import functions as F
 
-        if not build:
-            st = self.state()
-            if basis is not None and st.version != basis:
-                log.warning("%s: index mirrors version %s, not %s; it will be rebuilt",
-                            self.base, st.version, basis)
-                return
-        if self.lh.exists(self.keys_table):
-            staged = self.lh.read(self.keys_table).where(F.col("_run_id") == run_id) \
-                .select("id").distinct()
-            # Rows a later step removed: checkpointed, as the MERGE rewrites the table it reads.
-            extra = staged.join(published_ids.select("id"), "id", "left_anti").localCheckpoint()
-            if extra.count():
-                self._delete_ids(extra, f"_run_id = {_sql_str(run_id)}")
         if build:
             self._delete(f"_run_id <> {_sql_str(run_id)}")
-        elif replaced_ids is not None:
-            rep = replaced_ids.select(F.col("doc_id").alias("id"))
-            if rep.limit(1).count():
-                self._delete_ids(rep, f"_run_id <> {_sql_str(run_id)}")
-        self._record(run_id, version, "build" if build else "append")
+            self._record(run_id, version, "build")
+            return
+        st = self.state()
+        if basis is not None and st.version != basis:
+            log.warning("%s: index mirrors version %s, not %s; it will be rebuilt",
+                        self.base, st.version, basis)
+            return
+        if self.lh.exists(self.keys_table):
+            keys = self.lh.read(self.keys_table)
+            staged = keys.where(F.col("_run_id") == run_id).select("id")
+            if replaced_ids is not None:
+                staged = staged.unionByName(replaced_ids.select(F.col("doc_id").alias("id")))
+            # Checkpointed, as the MERGE rewrites the table it reads; no MERGE
+            # (and no commit) when no earlier entry has one of these ids.
+            stale = (staged.distinct().join(keys.where(F.col("_run_id").isin(st.runs))
+                                            .select("id").distinct(), "id", "left_semi")
+                     .localCheckpoint())
+            if stale.count():
+                self._delete_ids(stale, f"_run_id <> {_sql_str(run_id)}")
+        self._record(run_id, version, "append")
 
     def ensure(self, basis: int, published: Callable[[], Any],
                build_entries: Callable[[Any], tuple[Any, Any]]) -> tuple[IndexState, bool]:
@@ -173,6 +185,7 @@ class DedupIndex:
                  "published documents", self.base, st.version, basis)
         tag = f"{REBUILD}{basis}"
         keys, docs = build_entries(published())
+        keys = keys.withColumn("survivor", keys["id"])
         self._write(tag, keys, docs)
         self._delete(f"_run_id <> {_sql_str(tag)}")
         self._record(tag, basis, "build")
@@ -192,7 +205,8 @@ def index_for_step(lh: Lakehouse, output_table: str, step) -> DedupIndex:
 
 
 def exact_settings(params: dict[str, Any]) -> dict[str, Any]:
-    return {"v": 1, "case_sensitive": bool(params["case_sensitive"]),
+    # v2: entries carry their survivor (v1 indexes are left alone, and rebuilt from the table)
+    return {"v": 2, "case_sensitive": bool(params["case_sensitive"]),
             "collapse_whitespace": bool(params["collapse_whitespace"])}
 
 
@@ -201,5 +215,5 @@ def minhash_settings(params: dict[str, Any]) -> dict[str, Any]:
 
     cfg = config_from(params)
     bands, rows = cfg.banding()
-    return {"v": 1, "num_perm": cfg.num_perm, "ngram": cfg.ngram, "bands": bands, "rows": rows,
+    return {"v": 2, "num_perm": cfg.num_perm, "ngram": cfg.ngram, "bands": bands, "rows": rows,
             "max_shingles": cfg.max_shingles, "seed": cfg.seed}

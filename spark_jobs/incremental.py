@@ -11,9 +11,10 @@ table with one MERGE commit.
   never overwrites one silently. For a changed file, the ids it gave before
   are recorded as *replaced* (``_system/file_docs``, action ``replaces``).
 - **Dedup** (``exact_dedup``, ``minhash_dedup``): new rows are compared with
-  each other and with the published table, through the dedup indexes beside
-  it (``spark_jobs.dedup_index``); a published document is never removed, it
-  is the survivor, and the ledger names its id.
+  each other and with every document earlier published runs' dedup steps
+  saw, through the dedup indexes beside the table (``spark_jobs.dedup_index``);
+  a published document is never removed, it is the survivor, and the ledger
+  names its id.
 - **Publish** (:func:`publish`): decided before the table changes (the
   runner's conservation and ownership checks, then: the table is still at
   the basis version, every id is either new or replaces a document of a
@@ -236,13 +237,13 @@ def publish(spec, df, run_id: str, lh: Lakehouse, *, seq: int, marker: dict[str,
         extras = {"rows_added": n, "rows_replaced": 0, "rows_retracted": 0,
                   "table_changed": True, "basis_version": None}
         if current:
-            commit_indexes(spec, lh, run_id, version, df.select("id"), None, build=True)
+            commit_indexes(spec, lh, run_id, version, None, build=True)
         return version, current, extras, None
 
     done, newest = _marker_version(lh, table, marker)
     if done is not None:  # a retry after the commit: finish the bookkeeping only
         if done == newest:
-            commit_indexes(spec, lh, run_id, done, df.select("id"), st.replaced_ids(lh),
+            commit_indexes(spec, lh, run_id, done, st.replaced_ids(lh),
                            build=st.basis_version is None, basis=st.basis_version)
         return done, done == newest, _commit_extras(lh, table, done, st.basis_version), None
     if (err := owner_error(lh, spec.name, table)):
@@ -315,7 +316,7 @@ def publish(spec, df, run_id: str, lh: Lakehouse, *, seq: int, marker: dict[str,
         return newest, False, extras, None
     extras["table_changed"] = True
     if done == newest:
-        commit_indexes(spec, lh, run_id, done, df.select("id"), st.replaced_ids(lh), build=False,
+        commit_indexes(spec, lh, run_id, done, st.replaced_ids(lh), build=False,
                        basis=st.basis_version)
     return done, done == newest, extras, (df.select("id").join(present, "id", "left_anti"),
                                           retract)
@@ -358,12 +359,12 @@ def _ledger_retractions(lh: Lakehouse, pipeline: str, run_id: str, retract) -> N
                      pipeline, run_id, [0])
 
 
-def commit_indexes(spec, lh: Lakehouse, run_id: str, version: int, published_ids,
-                   replaced_ids, build: bool, basis: int | None = None) -> None:
+def commit_indexes(spec, lh: Lakehouse, run_id: str, version: int, replaced_ids, build: bool,
+                   basis: int | None = None) -> None:
     """Make every dedup step's index mirror the table at ``version``."""
     from spark_jobs.dedup_index import index_for_step
 
     for step in spec.steps:
         if step.op in DEDUP_OPS:
             index_for_step(lh, spec.output_table, step).commit(
-                run_id, version, published_ids, replaced_ids, build=build, basis=basis)
+                run_id, version, replaced_ids, build=build, basis=basis)

@@ -6,8 +6,8 @@
    paired with the next ``bucket_window`` members and with the bucket's lowest
    id, so a bucket of 50 000 near-copies yields ~50 000 x window pairs, not
    10^9 (all pairs for buckets up to window + 1 members). For a refresh,
-   ``cross_pairs`` joins the new rows' bands with the published documents'
-   bands kept in the refresh index (spark_jobs/dedup_index.py).
+   ``cross_pairs`` joins the new rows' bands with the bands of earlier runs'
+   documents kept in the refresh index (spark_jobs/dedup_index.py).
 3. ``verified_edges``: exact Jaccard of the candidates' shingle sets.
 4. ``connected_components``: alternating large-star / small-star rounds
    (Kiveris et al., "Connected Components in MapReduce and Beyond", 2014) as
@@ -218,13 +218,13 @@ def candidate_pairs(sigs, cfg: MinhashConfig):
 
 
 def cross_pairs(new_keys, published_keys, cfg: MinhashConfig):
-    """Distinct (a = new id, b = published id) pairs sharing an LSH bucket.
+    """Distinct (a = new id, b = indexed id, b_survivor) pairs sharing an LSH bucket.
 
-    ``new_keys`` and ``published_keys`` are ``band_keys`` frames. Only the
-    published buckets that some new row falls into are read further, and in
-    each of them the new rows meet at most ``bucket_window + 1`` published
-    members, the lowest ids (a published bucket of many near-copies is rare,
-    since the published side is already deduplicated, but is bounded all the same).
+    ``new_keys`` is a ``band_keys`` frame, ``published_keys`` the index's
+    (band, key, id, survivor). Only the indexed buckets that some new row falls
+    into are read further, and in each of them the new rows meet at most
+    ``bucket_window + 1`` indexed members, the lowest ids (the index holds
+    earlier runs' removed copies too, so a bucket of near-copies is bounded).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -233,8 +233,9 @@ def cross_pairs(new_keys, published_keys, cfg: MinhashConfig):
     hit = published_keys.join(wanted, ["band", "key"], "left_semi")
     rank = F.row_number().over(Window.partitionBy("band", "key").orderBy("id"))
     hit = hit.withColumn("_rank", rank).where(F.col("_rank") <= cfg.bucket_window + 1)
-    return (new_keys.join(hit.select("band", "key", F.col("id").alias("b")), ["band", "key"])
-            .select(F.col("id").alias("a"), "b").distinct())
+    return (new_keys.join(hit.select("band", "key", F.col("id").alias("b"),
+                                     F.col("survivor").alias("b_survivor")), ["band", "key"])
+            .select(F.col("id").alias("a"), "b", "b_survivor").distinct())
 
 
 def _jaccard_batches(batches, threshold: float | None):

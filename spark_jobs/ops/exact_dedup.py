@@ -27,8 +27,9 @@ def text_hash(params: dict[str, Any]):
     group of copies the document with the lowest id (string order) survives, the same on every
     rerun and at any parallelism; each removed document names its survivor and the number of
     copies. Documents with null text are never duplicates. In an incremental pipeline new
-    documents are also compared with the published table (through a hash index beside it):
-    a published copy is always the survivor and is never removed.""",
+    documents are also compared with the documents earlier runs kept (through a hash index
+    beside the published table): a published copy is always the survivor and is never
+    removed.""",
     params={"type": "object", "properties": {
         "case_sensitive": {"type": "boolean", "default": False,
                            "description": "compare case as well"},
@@ -53,12 +54,12 @@ class ExactDedup(Op):
         survivor, copies, published = F.col("__survivor"), F.col("__copies"), None
         refresh = context_state(ctx)
         index = None
-        if refresh is not None:  # an incremental pipeline: compare with the published table
-            index, pub = _published_hashes(ctx, refresh, params)
+        if refresh is not None:  # an incremental pipeline: compare with earlier runs
+            index, pub = _published_hashes(ctx, refresh, params, keyed)
             if pub is not None:
                 out = out.join(pub, "__h", "left")
-                published = F.col("__pub").isNotNull()
-                survivor = F.coalesce(F.col("__pub"), survivor)
+                published = F.col("__pub_live").isNotNull()
+                survivor = F.coalesce(F.col("__pub_live"), F.col("__pub"), survivor)
                 copies = F.coalesce(copies, F.lit(1)) + F.coalesce(F.col("__pub_copies"), F.lit(0))
         dup = survivor.isNotNull() & (F.col("id") != survivor)
         fields = [survivor.alias("survivor"), copies.alias("copies"), F.col("__h").alias("sha256")]
@@ -73,18 +74,23 @@ class ExactDedup(Op):
             F.lit(None).cast("string").alias("_changed"),
             F.lit(None).cast("string").alias("_quarantine"))
         if index is not None:
-            # The kept rows' hashes join the index when the run publishes.
+            # The kept rows' hashes join the index when the run publishes (a
+            # removed copy's hash is its survivor's).
             out = out.localCheckpoint()
             index.stage(ctx.run_id, out.where(F.col("_reason").isNull() & F.col("__h").isNotNull())
-                        .select(F.lit(0).alias("band"), F.unhex("__h").alias("key"), "id"))
+                        .select(F.lit(0).alias("band"), F.unhex("__h").alias("key"), "id",
+                                F.col("id").alias("survivor")))
             if refresh.basis_version is not None:
                 ctx.extras.setdefault("stats", {})["published_duplicates"] = out.where(
                     F.col("_detail").contains('"published":true')).count()
         return out.drop("__h")
 
 
-def _published_hashes(ctx: StepContext, refresh, params: dict[str, Any]):
-    """(index, published (hash -> lowest id, copies) or None before the first publish)."""
+def _published_hashes(ctx: StepContext, refresh, params: dict[str, Any], keyed):
+    """(index, earlier copies of the new rows' hashes or None before the first
+    publish): ``__h`` -> ``__pub_live`` (the lowest published id), ``__pub``
+    (the lowest id of any earlier run's copy: a later step may have removed
+    it), ``__pub_copies``."""
     from pyspark.sql import functions as F
 
     from include.lakehouse import Lakehouse
@@ -105,8 +111,15 @@ def _published_hashes(ctx: StepContext, refresh, params: dict[str, Any]):
                                   entries)
     ctx.extras.setdefault("stats", {}).update({"published_version": refresh.basis_version,
                                                "index_rebuilt": rebuilt})
-    replaced = refresh.replaced_ids(lh).select(F.col("doc_id").alias("id"))
-    pub = (index.keys(state, replaced).select(F.lower(F.hex("key")).alias("__h"), "id")
-           .groupBy("__h").agg(F.min("id").alias("__pub"),
+    # Earlier entries of the run's own ids (a replaced document, a reused id) are not copies.
+    exclude = refresh.replaced_ids(lh).select(F.col("doc_id").alias("id")) \
+        .unionByName(keyed.select("id"))
+    wanted = keyed.where(F.col("__h").isNotNull()).select("__h").distinct()
+    live = lh.read(refresh.output_table, refresh.basis_version) \
+        .select("id", F.lit(True).alias("_live"))
+    pub = (index.keys(state, exclude).select(F.lower(F.hex("key")).alias("__h"), "id")
+           .join(wanted, "__h", "left_semi").join(live, "id", "left")
+           .groupBy("__h").agg(F.min(F.when(F.col("_live"), F.col("id"))).alias("__pub_live"),
+                               F.min("id").alias("__pub"),
                                F.count(F.lit(1)).alias("__pub_copies")))
     return index, pub

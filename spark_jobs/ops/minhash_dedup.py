@@ -29,9 +29,10 @@ def config_from(params: dict[str, Any]):
     records its cluster, survivor, cluster size and measured Jaccard with the survivor. Skew
     safe: a bucket's members are compared with their next bucket_window members and the
     bucket's lowest id, never all pairs of a huge bucket. In an incremental pipeline new
-    documents are also compared with the published table: its documents' bands and
-    shingles are kept in an index beside it, so only new rows get signatures; a published
-    document is never removed, it is the survivor of its cluster.""",
+    documents are also compared with every document earlier runs saw (their bands,
+    shingles and survivors are kept in an index beside the published table), so only new
+    rows get signatures and a near copy of an earlier removed copy is removed too; a
+    published document is never removed, it is the survivor of its cluster.""",
     params={"type": "object", "properties": {
         "threshold": {"type": "number", "minimum": 0.05, "maximum": 1, "default": 0.8,
                       "description": "Jaccard similarity at or above which documents are "
@@ -67,34 +68,41 @@ class MinhashDedup(Op):
         edges = pair_jaccard(candidate_pairs(sigs, cfg), sigs, cfg.threshold)
         shingles = sigs
         refresh = context_state(ctx)
-        index = published = None
-        if refresh is not None:  # an incremental pipeline: compare with the published table
-            index, published = _published_side(ctx, refresh, params, cfg, sigs)
-        if published is not None:
-            cross, pub_docs = published
-            shingles = sigs.select("id", "sh", "capped").unionByName(pub_docs)
-            edges = edges.unionByName(pair_jaccard(cross, shingles, cfg.threshold))
+        index = earlier = None
+        if refresh is not None:  # an incremental pipeline: compare with earlier runs
+            index, earlier = _published_side(ctx, refresh, params, cfg, sigs)
+        if earlier is not None:
+            cross, old_docs, reps = earlier
+            shingles = sigs.select("id", "sh", "capped").unionByName(old_docs)
+            edges = edges.unionByName(pair_jaccard(cross.select("a", "b"), shingles,
+                                                   cfg.threshold))
         comps = connected_components(edges.select("a", "b")).localCheckpoint()
         sizes = comps.groupBy("root").agg(F.count(F.lit(1)).alias("size"))  # root included
         survivor = F.col("root")
-        if published is not None:
-            # A component with published members keeps all of them; its survivor
-            # is the lowest published id, and every new member is removed.
+        if earlier is not None:
+            # A component with earlier runs' documents keeps them all; its
+            # survivor is the lowest published one of their survivors (else the
+            # lowest of them: a later step removed it), and every new member is
+            # removed.
             new_ids = sigs.select("id")
-            pub_root = (comps.join(new_ids, "id", "left_anti").groupBy("root")
-                        .agg(F.min("id").alias("_pub")))
-            comps = comps.join(new_ids, "id", "left_semi").join(pub_root, "root", "left")
-            survivor = F.coalesce(F.col("_pub"), F.col("root"))
+            old_root = (comps.join(new_ids, "id", "left_anti").join(reps, "id").groupBy("root")
+                        .agg(F.min(F.when(F.col("rep_live"), F.col("rep"))).alias("_pub"),
+                             F.min("rep").alias("_rep")))
+            comps = comps.join(new_ids, "id", "left_semi").join(old_root, "root", "left")
+            survivor = F.coalesce(F.col("_pub"), F.col("_rep"), F.col("root"))
         removed = (comps.where(F.col("id") != survivor).join(sizes, "root")
                    .select(survivor.alias("a"), F.col("id").alias("b"), "size",
                            F.col("root").alias("cluster"),
-                           (F.col("_pub").isNotNull() if published is not None
+                           (F.col("_pub").isNotNull() if earlier is not None
                             else F.lit(None).cast("boolean")).alias("published")))
-        measured = pair_jaccard(removed.select("a", "b"), shingles).join(removed, ["a", "b"])
+        # A left join: a survivor whose shingles are gone (its file was
+        # replaced) still removes the copy, with no measured Jaccard.
+        measured = removed.join(pair_jaccard(removed.select("a", "b"), shingles), ["a", "b"],
+                                "left")
         fields = [F.col("cluster"), F.col("a").alias("survivor"),
                   F.col("size").alias("cluster_size"), F.round("jaccard", 4).alias("jaccard"),
                   F.col("exact").alias("jaccard_exact")]
-        if published is not None:
+        if earlier is not None:
             fields.append(F.col("published"))
         verdict = measured.select(F.col("b").alias("id"), F.to_json(F.struct(*fields))
                                   .alias("__detail"))
@@ -106,24 +114,29 @@ class MinhashDedup(Op):
             F.lit(None).cast("string").alias("_changed"),
             F.lit(None).cast("string").alias("_quarantine"))
         if index is not None:
-            # The kept rows' bands and shingles join the index when the run publishes.
+            # Every row's bands and shingles join the index when the run
+            # publishes, a removed row's with its survivor (dedup_index.py says why).
             out = out.localCheckpoint()
-            kept = sigs.join(out.where(F.col("_reason").isNotNull()).select("id"), "id",
-                             "left_anti").where(F.col("sig").isNotNull())
-            index.stage(ctx.run_id, band_keys(kept, cfg), kept.select("id", "sh", "capped"))
+            rep = out.select("id", F.coalesce(F.get_json_object("_detail", "$.survivor"),
+                                              F.col("id")).alias("survivor"))
+            seen = sigs.where(F.col("sig").isNotNull())
+            index.stage(ctx.run_id, band_keys(seen, cfg).join(rep, "id"),
+                        seen.select("id", "sh", "capped"))
             stats = ctx.extras.setdefault("stats", {})
             stats["signatures_computed"] = sigs.count()
-            if published is not None:
+            if earlier is not None:
                 stats["published_duplicates"] = out.where(
                     F.col("_detail").contains('"published":true')).count()
         return out
 
 
 def _published_side(ctx: StepContext, refresh, params: dict[str, Any], cfg, sigs):
-    """(index, (cross pairs, published docs of those pairs) or None before the
-    first publish). Only the new rows' signatures are computed here; the
-    published side comes from the index (rebuilt first if it mirrors another
-    version of the table)."""
+    """(index, (cross pairs, their indexed documents and survivors' shingles,
+    survivors) or None before the first publish). Only the new rows'
+    signatures are computed here; the earlier side comes from the index
+    (rebuilt first if it mirrors another version of the table). Survivors:
+    ``id`` (an indexed document in a cross pair), ``rep`` (its survivor),
+    ``rep_live`` (true if ``rep`` is in the published table)."""
     from pyspark.sql import functions as F
 
     from include.lakehouse import Lakehouse
@@ -143,10 +156,18 @@ def _published_side(ctx: StepContext, refresh, params: dict[str, Any], cfg, sigs
     state, rebuilt = index.ensure(refresh.basis_version,
                                   lambda: lh.read(refresh.output_table, refresh.basis_version),
                                   entries)
-    replaced = refresh.replaced_ids(lh).select(F.col("doc_id").alias("id"))
-    cross = cross_pairs(band_keys(sigs, cfg), index.keys(state, replaced), cfg).localCheckpoint()
-    pub_docs = index.docs(state, cross.select(F.col("b").alias("id")).distinct())
+    # Earlier entries of the run's own ids (a replaced document, a reused id) are not copies.
+    exclude = refresh.replaced_ids(lh).select(F.col("doc_id").alias("id")) \
+        .unionByName(sigs.select("id"))
+    cross = cross_pairs(band_keys(sigs, cfg), index.keys(state, exclude), cfg).localCheckpoint()
+    live = lh.read(refresh.output_table, refresh.basis_version) \
+        .select(F.col("id").alias("rep"), F.lit(True).alias("rep_live"))
+    reps = (cross.select(F.col("b").alias("id"), F.col("b_survivor").alias("rep")).distinct()
+            .join(live, "rep", "left").localCheckpoint())
+    wanted = cross.select(F.col("b").alias("id")) \
+        .unionByName(cross.select(F.col("b_survivor").alias("id"))).distinct()
+    old_docs = index.docs(state, wanted)
     ctx.extras.setdefault("stats", {}).update({"published_version": refresh.basis_version,
                                                "index_rebuilt": rebuilt,
                                                "published_candidate_pairs": cross.count()})
-    return index, (cross, pub_docs)
+    return index, (cross, old_docs, reps)

@@ -1,7 +1,14 @@
-"""One real Airflow (api-server, dag-processor, scheduler) for every test in
-this folder: the agent DAG and the Data agent page share it, with their own
-review store, pipelines folder and lakehouse. HITL on Airflow 3.3 waits in
-``awaiting_input`` and needs no triggerer."""
+"""A real Airflow (api-server, dag-processor, scheduler) per test module of
+this folder (the agent DAG's, the Data agent page's), with its own review
+store, pipelines folder and lakehouse. HITL on Airflow 3.3 waits in
+``awaiting_input`` and needs no triggerer.
+
+Module scope, not package scope: this folder is no Python package, so a
+package-scoped stack lived to the end of the session (seen: its dag-processor
+and scheduler still running 30 minutes after the folder's tests), working on
+the session's metadata DB while later modules ran ``dag.test()`` on it; a
+dag-processor that does not see a DAG marks it stale there, and a scheduler
+then deactivates its Assets, which fails a publish task with outlets."""
 from __future__ import annotations
 
 import json
@@ -16,7 +23,7 @@ from tests.helpers import ROOT
 DAG_FILES = ("datamill_agent.py", "datamill_pipelines.py")
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def agent_af(airflow_db, tmp_path_factory):
     work = tmp_path_factory.mktemp("agent_af")
     dags = work / "dags"

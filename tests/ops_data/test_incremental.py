@@ -200,6 +200,46 @@ def test_a_retried_refresh_publish_commits_nothing(scenario):
     assert (again["rows_replaced"], again["rows_retracted"]) == (7, 1)
 
 
+def _jaccard5(x: str, y: str) -> float:
+    def grams(t):
+        w = t.split()
+        return {tuple(w[i:i + 5]) for i in range(len(w) - 4)}
+    a, b = grams(x), grams(y)
+    return len(a & b) / len(a | b)
+
+
+def test_a_near_copy_of_an_earlier_removed_copy_is_removed(spark, tmp_path):
+    """Near-duplication is not transitive: ``n`` is a near copy of ``b``, which
+    the first run removed as a near copy of ``s``, but ``n`` is too far from
+    ``s`` itself. A full rerun puts all three in one cluster; the refresh
+    matches ``b`` in the index and removes ``n`` for ``b``'s survivor."""
+    from include.lakehouse import Lakehouse
+    from include.runner import run_pipeline
+
+    def edit(words, at):
+        return " ".join(f"edit{i}" if i in at else w for i, w in enumerate(words))
+
+    words = [f"word{i}" for i in range(120)]
+    s_text, b_text, n_text = " ".join(words), edit(words, {20, 60}), edit(words, {20, 60, 90, 110})
+    assert _jaccard5(s_text, b_text) > 0.8 and _jaccard5(b_text, n_text) > 0.8
+    assert _jaccard5(s_text, n_text) < 0.75
+    src = tmp_path / "src"
+    src.mkdir()
+    lake = str(tmp_path / "lake")
+    spec = _spec(src, name="inc_chain")
+    _write(src / "a.jsonl", [{"id": "s", "text": s_text}, {"id": "t", "text": b_text}])
+    first = run_pipeline(spec, lake=lake)
+    assert first["output_rows"] == 1  # t removed for s
+    _write(src / "b.jsonl", [{"id": "n", "text": n_text}])
+    refresh = run_pipeline(spec, lake=lake)
+    assert refresh["output_rows"] == 0 and refresh["table_changed"] is False
+    lh = Lakehouse(lake)
+    n = _ledger(lh, refresh["run_id"])["n"]
+    detail = json.loads(n["detail"])
+    assert (n["rule"], detail["survivor"], detail["published"]) == ("near_duplicate", "s", True)
+    assert sorted(r["id"] for r in lh.read(TABLE).collect()) == ["s"]
+
+
 @pytest.mark.usefixtures("airflow_db")
 def test_publish_asset_events_carry_the_version_and_rows_added(spark, tmp_path, monkeypatch,
                                                               capfd):
