@@ -167,7 +167,7 @@ def test_hostile_run_configs_reach_no_endpoint_and_no_secret(server, tmp_path, m
             dag.test(run_conf={"s1_llm_score__threshold": 99})
 
         # A tunable may be set, within its schema's bounds...
-        dag_test(dag, capfd, run_conf={"s1_llm_score__threshold": 4})
+        dr = dag_test(dag, capfd, run_conf={"s1_llm_score__threshold": 4})
         assert evil.requests == []
     # Only the successful run published, and its Asset event says what it published.
     events = _asset_events(dag)

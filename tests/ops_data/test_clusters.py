@@ -16,6 +16,11 @@ import pytest
 
 from tests.helpers import DATAMILL, ROOT, write_spec
 
+# Two whole runs and two clusters of real JVMs and raylets: 400-800 s on 2
+# loaded cores here (the local run alone took 14 min once, beside a benchmark),
+# so the suite's 900 s limit is too tight for this one test.
+pytestmark = pytest.mark.timeout(1800)
+
 PARAPHRASES = [
     ("p1", "The cat sat on the mat in the warm afternoon sun."),
     ("p2", "In the warm afternoon sun, the cat was sitting on the mat."),
