@@ -67,6 +67,18 @@ class RefreshState:
                 .where((F.col("pipeline") == self.pipeline) & (F.col("run_id") == self.run_id)
                        & (F.col("action") == "replaces")).select("doc_id").distinct())
 
+    def own_ids(self, lh: Lakehouse, rows):
+        """``id`` of the run's rows and of the documents its changed files
+        replace: their earlier dedup-index entries are no copies of the run's rows."""
+        from pyspark.sql import functions as F
+
+        return self.replaced_ids(lh).select(F.col("doc_id").alias("id")) \
+            .unionByName(rows.select("id"))
+
+    def published_ids(self, lh: Lakehouse):
+        """``id`` of the table at the basis version the run compares against."""
+        return lh.read(self.output_table, self.basis_version).select("id")
+
 
 def owner_error(lh: Lakehouse, pipeline: str, table: str) -> str | None:
     """Why a refresh may not write ``table`` (None if it may)."""

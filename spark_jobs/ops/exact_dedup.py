@@ -111,13 +111,9 @@ def _published_hashes(ctx: StepContext, refresh, params: dict[str, Any], keyed):
                                   entries)
     ctx.extras.setdefault("stats", {}).update({"published_version": refresh.basis_version,
                                                "index_rebuilt": rebuilt})
-    # Earlier entries of the run's own ids (a replaced document, a reused id) are not copies.
-    exclude = refresh.replaced_ids(lh).select(F.col("doc_id").alias("id")) \
-        .unionByName(keyed.select("id"))
     wanted = keyed.where(F.col("__h").isNotNull()).select("__h").distinct()
-    live = lh.read(refresh.output_table, refresh.basis_version) \
-        .select("id", F.lit(True).alias("_live"))
-    pub = (index.keys(state, exclude).select(F.lower(F.hex("key")).alias("__h"), "id")
+    live = refresh.published_ids(lh).withColumn("_live", F.lit(True))
+    pub = (index.keys(state, refresh.own_ids(lh, keyed)).select(F.lower(F.hex("key")).alias("__h"), "id")
            .join(wanted, "__h", "left_semi").join(live, "id", "left")
            .groupBy("__h").agg(F.min(F.when(F.col("_live"), F.col("id"))).alias("__pub_live"),
                                F.min("id").alias("__pub"),

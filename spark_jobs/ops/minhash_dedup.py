@@ -156,12 +156,10 @@ def _published_side(ctx: StepContext, refresh, params: dict[str, Any], cfg, sigs
     state, rebuilt = index.ensure(refresh.basis_version,
                                   lambda: lh.read(refresh.output_table, refresh.basis_version),
                                   entries)
-    # Earlier entries of the run's own ids (a replaced document, a reused id) are not copies.
-    exclude = refresh.replaced_ids(lh).select(F.col("doc_id").alias("id")) \
-        .unionByName(sigs.select("id"))
-    cross = cross_pairs(band_keys(sigs, cfg), index.keys(state, exclude), cfg).localCheckpoint()
-    live = lh.read(refresh.output_table, refresh.basis_version) \
-        .select(F.col("id").alias("rep"), F.lit(True).alias("rep_live"))
+    cross = cross_pairs(band_keys(sigs, cfg), index.keys(state, refresh.own_ids(lh, sigs)),
+                        cfg).localCheckpoint()
+    live = refresh.published_ids(lh).select(F.col("id").alias("rep"),
+                                            F.lit(True).alias("rep_live"))
     reps = (cross.select(F.col("b").alias("id"), F.col("b_survivor").alias("rep")).distinct()
             .join(live, "rep", "left").localCheckpoint())
     wanted = cross.select(F.col("b").alias("id")) \
