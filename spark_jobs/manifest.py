@@ -203,4 +203,4 @@ def record(lh: Lakehouse, pipeline: str, run_id: str, p: Plan) -> None:
             for status, group in (("new", p.new), ("changed", p.changed),
                                   ("unchanged", p.unchanged)) for s in group]
     rows += [(pipeline, run_id, path, None, None, None, "missing", ts) for path, _ in p.missing]
-    lh.replace_slice(lh.spark.createDataFrame(rows, FILES_SCHEMA), FILES, pipeline, run_id)
+    lh.write_records(rows, FILES, FILES_SCHEMA, pipeline, run_id)
