@@ -9,10 +9,12 @@
    ``cross_pairs`` joins the new rows' bands with the bands of earlier runs'
    documents kept in the refresh index (spark_jobs/dedup_index.py).
 3. ``verified_edges``: exact Jaccard of the candidates' shingle sets.
-4. ``connected_components``: alternating large-star / small-star rounds
-   (Kiveris et al., "Connected Components in MapReduce and Beyond", 2014) as
-   DataFrame joins, so no edge list is ever collected; every node ends pointing
-   at the lowest id of its component, which is the survivor.
+4. ``connected_components``: every node ends pointing at the lowest id of
+   its component, which is the survivor. A graph of up to ``DRIVER_MAX_EDGES``
+   verified edges is labelled on the driver with scipy; a larger one by
+   alternating large-star / small-star rounds (Kiveris et al., "Connected
+   Components in MapReduce and Beyond", 2014) as DataFrame joins, so such an
+   edge list is never collected.
 
 Memory per document is bounded: at most ``max_shingles`` shingles are kept,
 the ones with the smallest hash values (a consistent bottom-k sample, so two
@@ -276,13 +278,21 @@ def pair_jaccard(pairs, sigs, threshold: float | None = None):
         "a string, b string, jaccard double, exact boolean")
 
 
-def connected_components(edges, max_rounds: int = 64):
+# Graphs up to this many edges are labelled on the driver (scipy); larger ones by
+# the Spark rounds below. 2M edges of two ~10-character ids are ~100 MB of Arrow.
+DRIVER_MAX_EDGES = 2_000_000
+
+
+def connected_components(edges, max_rounds: int = 64,
+                         driver_max_edges: int = DRIVER_MAX_EDGES):
     """(id, root) for every node in ``edges`` (a, b); root = lowest id of its component."""
     from pyspark.sql import functions as F
 
     e = edges.select(F.least("a", "b").alias("u"), F.greatest("a", "b").alias("v")) \
         .where(F.col("u") != F.col("v")).distinct().localCheckpoint()
     n_edges = e.count()
+    if n_edges <= driver_max_edges:
+        return _components_on_driver(e)
     for _ in range(max_rounds):
         # large-star: every neighbour larger than u attaches to min(N(u) + u)
         both = e.union(e.select(F.col("v").alias("u"), F.col("u").alias("v")))
@@ -311,6 +321,35 @@ def connected_components(edges, max_rounds: int = 64):
     centres = e.select(F.col("u").alias("v")).distinct().join(roots, "v", "left_anti") \
         .select("v", F.col("v").alias("root"))
     return roots.union(centres).select(F.col("v").alias("id"), "root")
+
+
+def _components_on_driver(e):
+    """``connected_components`` for a graph that fits in the driver's memory:
+    scipy's ``csgraph.connected_components`` over the collected edge list.
+
+    The Spark rounds cost a few Spark jobs each (1-3 s apiece even on a few
+    thousand edges, 4+ rounds), which dominated a refresh's dedup; scipy labels
+    a million edges in under a second. Same answer: root = the component's
+    lowest id (Python's str order is Spark's: UTF-8 byte order = code points).
+    """
+    import numpy as np
+    import pyarrow as pa
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as label
+
+    t = e.toArrow()
+    n_e = t.num_rows
+    ends = np.concatenate([t.column("u").to_numpy(zero_copy_only=False),
+                           t.column("v").to_numpy(zero_copy_only=False)])
+    ids, idx = np.unique(ends, return_inverse=True)      # ids sorted ascending
+    graph = coo_matrix((np.ones(n_e, dtype=np.int8), (idx[:n_e], idx[n_e:])),
+                       shape=(len(ids), len(ids)))
+    _, labels = label(graph, directed=False)
+    lowest = np.full(labels.max() + 1 if len(ids) else 0, len(ids))
+    np.minimum.at(lowest, labels, np.arange(len(ids)))  # first sorted id per label
+    out = pa.table({"id": pa.array(ids.tolist(), pa.string()),
+                    "root": pa.array(ids[lowest[labels]].tolist(), pa.string())})
+    return e.sparkSession.createDataFrame(out)
 
 
 def banding_recall(bands: int, rows: int, s: float) -> float:

@@ -119,14 +119,42 @@ def test_minhash_skewed_cluster_and_bad_input(spark, ctx):
         assert out[k]["_reason"] is None and out[k]["_quarantine"] is None
 
 
-def test_connected_components_long_chain(spark):
+@pytest.mark.parametrize("driver_max_edges", [minhash.DRIVER_MAX_EDGES, 0],
+                         ids=["driver", "spark_rounds"])
+def test_connected_components_long_chain(spark, driver_max_edges):
     edges = spark.createDataFrame(
         [(f"n{i:03d}", f"n{i + 1:03d}") for i in range(60)] + [("z2", "z1"), ("y", "z2")],
         "a string, b string")
-    roots = {r["id"]: r["root"] for r in minhash.connected_components(edges).collect()}
+    roots = {r["id"]: r["root"] for r in minhash.connected_components(
+        edges, driver_max_edges=driver_max_edges).collect()}
     assert len(roots) == 64
     assert {roots[f"n{i:03d}"] for i in range(61)} == {"n000"}
     assert roots["z2"] == roots["y"] == roots["z1"] == "y"
+
+
+def test_connected_components_driver_and_spark_rounds_agree(spark):
+    """The scipy path and the Spark rounds label a random graph alike (root = lowest id,
+    non-ASCII ids included), and both agree with a plain union-find."""
+    import random
+
+    rnd = random.Random(7)
+    nodes = [f"d{i:04d}" for i in range(400)] + ["é1", "Ω2", "z\u00e9"]
+    pairs = [(rnd.choice(nodes), rnd.choice(nodes)) for _ in range(300)] + [("é1", "Ω2")]
+    edges = spark.createDataFrame(pairs, "a string, b string")
+    parent: dict[str, str] = {}
+
+    def find(x):
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        parent[max(ra, rb)] = min(ra, rb)
+    want = {x: find(x) for a, b in pairs if a != b for x in (a, b)}
+    for limit in (minhash.DRIVER_MAX_EDGES, 0):
+        got = {r["id"]: r["root"] for r in minhash.connected_components(
+            edges, driver_max_edges=limit).collect()}
+        assert got == want, limit
 
 
 def test_banding_from_threshold():
