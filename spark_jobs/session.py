@@ -21,6 +21,8 @@ JVM checks it and runs without.
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import glob
 import hashlib
 import os
@@ -154,6 +156,12 @@ def get_spark(app_name: str = "datamill"):
         for k, v in {"spark.sql.session.timeZone": "UTC", **extra}.items():
             builder = builder.config(k, str(v))
         _SESSION = builder.getOrCreate()
+        # A Connect server keeps a session (its cached and checkpointed frames)
+        # for an hour after its client went away unless the client releases it;
+        # a warm server serving one task after another then runs out of memory
+        # (seen: the 4 GB server of benchmarks/refresh --connect, OOM in the
+        # third 200k-document run). Release it when this process ends.
+        atexit.register(_release, _SESSION)
         return _SESSION
 
     builder = SparkSession.builder.appName(app_name)
@@ -181,6 +189,14 @@ def get_spark(app_name: str = "datamill"):
         _SESSION = configure_spark_with_delta_pip(builder).getOrCreate()
     _SESSION.sparkContext.setLogLevel(os.environ.get("DATAMILL_SPARK_LOG_LEVEL", "ERROR"))
     return _SESSION
+
+
+def _release(session) -> None:
+    global _SESSION
+    with contextlib.suppress(Exception):  # the server may be gone already
+        session.stop()
+    if _SESSION is session:
+        _SESSION = None
 
 
 def stop_spark() -> None:

@@ -37,7 +37,7 @@ def _missing_connect_client() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def connect_url(tmp_path_factory):
+def connect_server(tmp_path_factory):
     missing = _missing_connect_client()
     if missing:
         pytest.skip(f"Spark Connect client libraries missing (pip install "
@@ -52,9 +52,14 @@ def connect_url(tmp_path_factory):
     except ServiceError as exc:
         pytest.fail(str(exc))
     try:
-        yield server.url
+        yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def connect_url(connect_server):
+    return connect_server.url
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +153,17 @@ def test_scan_ops_decide_the_same_over_connect(over_connect):
     assert signals["repeat"]["_reason"] == "training_loss_high"
     assert signals["german"]["_reason"] == "training_never_selected"
     assert json.loads(signals["repeat"]["_detail"])["run_id"] == "run1"
+
+
+def test_a_client_releases_its_session_when_it_exits(connect_server, over_connect):
+    """The workload's client process (a client like every Airflow task on the warm
+    server of `make airflow`) has exited: the server closed its session, so the
+    frames it cached and checkpointed do not stay in the server's memory for the
+    session timeout (an hour) after it."""
+    import time
+
+    deadline = time.time() + 20
+    while "INFO SessionHolder: Closing session" not in connect_server.log.read_text(
+            errors="replace"):
+        assert time.time() < deadline, "the server never closed the exited client's session"
+        time.sleep(0.5)
