@@ -2,7 +2,8 @@
 
 ``datamill_spark``: host ``sc://h:15002`` (Spark Connect) or a master
 (``spark://h:7077``, ``yarn``, ``k8s://https://...``); extra JSON = Spark conf.
-``datamill_ray``: host = Ray address (``ray://h:10001``); extra JSON = init kwargs.
+``datamill_ray``: host = Ray address (``ray://h`` + port 10001 for Ray Client, ``h`` + port
+6379 for a cluster's GCS, ``auto``).
 A missing connection means local engines.
 """
 from __future__ import annotations
@@ -61,9 +62,10 @@ class RayHook(BaseHook):
 
     def get_conn(self) -> str | None:
         """Export the cluster address for the Ray engine; None = local Ray."""
+        from ray_jobs.engine import connection_address
+
         conn = _optional_connection(self.ray_conn_id)
-        if conn is None or not conn.host:
-            return None
-        addr = conn.host if not conn.port else f"{conn.host}:{conn.port}"
-        os.environ["DATAMILL_RAY_ADDRESS"] = addr
+        addr = connection_address(conn.host, conn.port) if conn is not None else None
+        if addr:
+            os.environ["DATAMILL_RAY_ADDRESS"] = addr
         return addr

@@ -45,6 +45,16 @@ RUNNER_COLUMNS = ("_dead", "_born")
 UNSUPPORTED_FEATURES = ("deletionVectors", "columnMapping")
 
 
+def connection_address(host: str | None, port: int | None) -> str | None:
+    """The Ray address a ``datamill_ray`` connection names: its host as given
+    (``ray://h`` for Ray Client, ``h`` for a cluster's GCS, ``auto``), with its port."""
+    if not host:
+        return None
+    if host in ("auto", "local"):
+        return host
+    return f"{host}:{port}" if port else host
+
+
 def ray_address() -> str | None:
     addr = os.environ.get("DATAMILL_RAY_ADDRESS")
     if addr or not os.environ.get("AIRFLOW_CTX_DAG_ID"):
@@ -55,12 +65,7 @@ def ray_address() -> str | None:
         conn = BaseHook.get_connection(CONNECTION_ID)
     except Exception:  # noqa: BLE001 - no connection configured: local Ray
         return None
-    host = conn.host or ""
-    if host in ("auto", "local"):
-        return host
-    if host and "://" not in host:
-        host = f"ray://{host}"
-    return f"{host}:{conn.port}" if conn.port else (host or None)
+    return connection_address(conn.host, conn.port)
 
 
 def ensure_ray() -> None:

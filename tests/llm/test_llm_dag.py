@@ -188,3 +188,35 @@ def test_every_ray_op_runs_as_a_dag(server, tmp_path, monkeypatch, spark, capfd)
     parents = {json.loads(r["detail"])["parent_id"] for r in added}
     assert {"synth:ctx_managers", "synth:generators"} <= parents  # synthesized: their seed
     assert any(r["op"] == "llm_rewrite" for r in lh.read(LEDGER).collect())
+
+
+def test_a_ray_task_attaches_to_the_warm_ray_head(server, tmp_path, monkeypatch, spark, capfd):
+    """`make airflow`'s warm Ray head: with the connection its supervisor exports
+    (include/local_services.airflow_env), a DAG's Ray task runs on that head's
+    workers instead of starting a Ray of its own."""
+    import ray
+
+    from include.local_services import RayHead, airflow_env
+
+    rows = [{"id": f"d{i}", "text": f"document {i} [score={1 + i % 5}]"} for i in range(12)]
+    params = {"engine": {"base_url": server.url, "model": "test-model"}, "threshold": 3,
+              "max_retries": 1, "backoff_base_s": 0.01}
+    spec = {"name": "llm_warm_ray", "output": {"table": "gold/llm_warm_ray"},
+            "steps": [{"op": "llm_score", "params": params}]}
+    dag, lake = _dag(tmp_path, monkeypatch, spec, rows)
+    # The hook exports the address for the engine; restored (unset) afterwards.
+    monkeypatch.setenv("DATAMILL_RAY_ADDRESS", "")
+    monkeypatch.delenv("DATAMILL_RAY_ADDRESS")
+    ray.shutdown()  # this worker's local Ray (later tests start their own again)
+    with RayHead(tmp_path / "ray", num_cpus=2) as head:
+        for k, v in airflow_env(None, None, head).items():
+            monkeypatch.setenv(k, v)
+        try:
+            dag_test(dag, capfd)
+            assert ray.get_runtime_context().gcs_address == head.address
+        finally:
+            ray.shutdown()
+        workers = list((head.temp_dir / "session_latest" / "logs").glob("python-core-worker-*"))
+        assert workers, "no worker of the warm head ran the task"
+    gold = {r["id"]: r["llm_score"] for r in Lakehouse(lake).read("gold/llm_warm_ray").collect()}
+    assert gold == {r["id"]: 1 + i % 5 for i, r in enumerate(rows) if 1 + i % 5 >= 3}
