@@ -63,7 +63,8 @@ def pytest_configure(config):
 SLOW_FIRST = (  # by each file's time in a 2-worker run, slowest first
     "tests/ops/test_airflow_postgres.py", "tests/ops_data/test_clusters.py",
     "tests/spine/test_airflow.py", "tests/ops_data/test_incremental.py",
-    "tests/agent_airflow/test_agent_dag.py", "tests/spine/test_publish.py",
+    "tests/agent_airflow/test_agent_dag.py", "tests/ops/test_make_airflow.py",
+    "tests/spine/test_publish.py",
     "tests/llm/test_llm_dag.py", "tests/quality/test_gate.py",
     "tests/spark_ops/test_connect.py", "tests/spine/test_pipeline.py",
     "tests/ops/test_lineage_pages.py", "tests/agent_airflow/test_agent_page.py",

@@ -213,7 +213,9 @@ def test_a_ray_task_attaches_to_the_warm_ray_head(server, tmp_path, monkeypatch,
             monkeypatch.setenv(k, v)
         try:
             dag_test(dag, capfd)
-            assert ray.get_runtime_context().gcs_address == head.address
+            # the head's GCS (Ray names the node by its own address, not 127.0.0.1)
+            gcs = ray.get_runtime_context().gcs_address
+            assert gcs.rsplit(":", 1)[1] == str(head.port), (gcs, head.address)
         finally:
             ray.shutdown()
         workers = list((head.temp_dir / "session_latest" / "logs").glob("python-core-worker-*"))

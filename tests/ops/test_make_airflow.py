@@ -11,7 +11,11 @@ the servers started one by one; this one is the user's single command.)
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
+import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -56,13 +60,28 @@ class MakeAirflow(AirflowServices):
     def tail(self, component: str, n: int = 60) -> str:
         return super().tail("make-airflow", n)
 
+    def __exit__(self, *exc) -> None:
+        # SIGTERM to the script's process group, as Ctrl-C or a service manager
+        # does; its supervisor then stops PostgreSQL, Connect and Ray (up to a
+        # minute each), so no SIGKILL before that has had its time.
+        p = self.procs["make-airflow"]
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(timeout=240)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)
+
 
 def _pids(pattern: str) -> list[int]:
     out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
 
 
-def test_make_airflow_on_postgres_runs_a_pipeline(tmp_path):
+def test_make_airflow_on_postgres_runs_a_pipeline(tmp_path, monkeypatch):
     src = tmp_path / "src"
     src.mkdir()
     lines = (ROOT / "include/sample_data/docs/stdlib_docs.jsonl").read_text(
@@ -73,6 +92,9 @@ def test_make_airflow_on_postgres_runs_a_pipeline(tmp_path):
     (pipelines / "makeaf.yaml").write_text(SPEC.format(src=src))
     lake, home = tmp_path / "lake", tmp_path / "home"
     pg_port, connect_port, ray_port = free_port(), free_port(), free_port()
+    for k in ("AIRFLOW__OPENLINEAGE__TRANSPORT", "DATAMILL_SPARK_URL", "DATAMILL_RAY_ADDRESS",
+              "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "DATAMILL_AIRFLOW_DB_URL"):
+        monkeypatch.delenv(k, raising=False)
     env = {"AIRFLOW_HOME": str(home), "DATAMILL_AIRFLOW_DB": "postgres",
            "DATAMILL_PG_PORT": str(pg_port), "DATAMILL_SPARK_CONNECT_PORT": str(connect_port),
            "DATAMILL_RAY_PORT": str(ray_port), "DATAMILL_LAKE": str(lake),
@@ -127,13 +149,19 @@ def test_make_airflow_on_postgres_runs_a_pipeline(tmp_path):
         assert gold.num_rows == 30  # the five exact copies removed
     # Stopping `make airflow` stops what it started: no Postgres, Connect server
     # or Ray head of this test is left.
+    patterns = [f"postgres .*-p {pg_port}( |$)", f"grpc.binding.port={connect_port}",
+                f"(--port {ray_port}|gcs_server_port={ray_port}|127.0.0.1:{ray_port})"]
     deadline = time.time() + 60
     while time.time() < deadline:
-        left = (_pids(f"-D {home}/postgres") + _pids(f"--port {connect_port}")
-                + _pids(f"--port {ray_port}"))
+        left = [p for pat in patterns for p in _pids(pat)]
         if not left:
             break
         time.sleep(1)
+    # The cluster's files (moved to /tmp when the server's user cannot reach
+    # pytest's private temp folder, include/local_services.LocalPostgres).
+    tag = hashlib.sha1(str((home / "postgres").resolve()).encode()).hexdigest()[:12]
+    shutil.rmtree(Path(os.environ.get("TMPDIR", "/tmp")) / f"datamill-pg-{tag}",
+                  ignore_errors=True)
     assert not left, [Path(f"/proc/{p}/cmdline").read_bytes() for p in left
                       if Path(f"/proc/{p}").exists()]
     print(f"[make airflow on postgres] services + airflow healthy in {started:.1f} s, "
