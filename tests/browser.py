@@ -115,14 +115,21 @@ class AirflowServices:
         except OSError:
             return "(no log)"
 
-    def __enter__(self) -> "AirflowServices":
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        fh = open(self.log(name), "wb")
+        self.procs[name] = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT,
+                                            env=self.env, cwd=str(ROOT), start_new_session=True)
+        return self.procs[name]
+
+    def _start(self) -> None:
         for c in self.components:
             args = [sys.executable, "-m", "airflow", c]
             if c == "api-server":
                 args += ["--port", str(self.port), "--host", "127.0.0.1"]
-            fh = open(self.log(c), "wb")
-            self.procs[c] = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT,
-                                             env=self.env, cwd=str(ROOT), start_new_session=True)
+            self._spawn(c, args)
+
+    def __enter__(self) -> "AirflowServices":
+        self._start()
         try:
             self._wait_healthy()
         except BaseException:

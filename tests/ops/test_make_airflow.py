@@ -44,18 +44,9 @@ output: {{table: gold/makeaf}}
 class MakeAirflow(AirflowServices):
     """``bash scripts/airflow.sh`` (what ``make airflow`` runs) as one process group."""
 
-    def __enter__(self) -> "MakeAirflow":
-        fh = open(self.log("make-airflow"), "wb")
-        self.procs["make-airflow"] = subprocess.Popen(
-            ["bash", "scripts/airflow.sh"], stdout=fh, stderr=subprocess.STDOUT, env=self.env,
-            cwd=str(ROOT), start_new_session=True)
-        self.procs["api-server"] = self.procs["make-airflow"]  # health = the api-server's
-        try:
-            self._wait_healthy()
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
+    def _start(self) -> None:
+        # health = the api-server's, which the script's `airflow standalone` runs
+        self.procs["api-server"] = self._spawn("make-airflow", ["bash", "scripts/airflow.sh"])
 
     def tail(self, component: str, n: int = 60) -> str:
         return super().tail("make-airflow", n)
