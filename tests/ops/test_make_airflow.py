@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -68,8 +69,18 @@ class MakeAirflow(AirflowServices):
 
 
 def _pids(pattern: str) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+    """Processes whose command line matches ``pattern`` (a regex), from /proc."""
+    rx, found = re.compile(pattern), []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if rx.search(cmd):
+            found.append(int(d.name))
+    return found
 
 
 def test_make_airflow_on_postgres_runs_a_pipeline(tmp_path, monkeypatch):
