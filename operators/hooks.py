@@ -46,6 +46,8 @@ class SparkSessionHook(BaseHook):
         from spark_jobs import session
 
         target, conf = self.target()
+        self.log.info("Spark: %s", target or "a local session of this task's own "
+                      f"(no {self.spark_conn_id!r} connection)")
         session.configure(target, conf)
         return session.get_spark()
 
@@ -68,4 +70,6 @@ class RayHook(BaseHook):
         addr = connection_address(conn.host, conn.port) if conn is not None else None
         if addr:
             os.environ["DATAMILL_RAY_ADDRESS"] = addr
+        self.log.info("Ray: %s", addr or "a local Ray of this task's own "
+                      f"(no {self.ray_conn_id!r} connection)")
         return addr

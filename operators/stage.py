@@ -77,9 +77,6 @@ class DatamillStageOperator(BaseOperator):
         return SparkSessionHook(self.spark_conn_id)
 
     def prepare_engines(self) -> None:
-        target, _ = self.spark_hook.target()
-        self.log.info("Spark: %s", target or "a local session of this task's own "
-                      f"(no {self.spark_conn_id!r} connection)")
         self.spark_hook.get_conn()
 
     def run_spec(self, context):
@@ -145,9 +142,7 @@ class RayStageOperator(DatamillStageOperator):
 
     def prepare_engines(self) -> None:
         super().prepare_engines()
-        addr = RayHook(self.ray_conn_id).get_conn()
-        self.log.info("Ray: %s", addr or "a local Ray of this task's own "
-                      f"(no {self.ray_conn_id!r} connection)")
+        RayHook(self.ray_conn_id).get_conn()
 
 
 class PublishOperator(DatamillStageOperator):

@@ -161,7 +161,7 @@ def get_spark(app_name: str = "datamill"):
         # a warm server serving one task after another then runs out of memory
         # (seen: the 4 GB server of benchmarks/refresh --connect, OOM in the
         # third 200k-document run). Release it when this process ends.
-        atexit.register(_release, _SESSION)
+        atexit.register(stop_spark, quiet=True)
         return _SESSION
 
     builder = SparkSession.builder.appName(app_name)
@@ -191,20 +191,14 @@ def get_spark(app_name: str = "datamill"):
     return _SESSION
 
 
-def _release(session) -> None:
+def stop_spark(quiet: bool = False) -> None:
+    """Stop the session (a Connect client: release it on the server);
+    ``quiet``: at exit, where the server may be gone already."""
     global _SESSION
-    with contextlib.suppress(Exception):  # the server may be gone already
-        session.stop()
-    if _SESSION is session:
-        _SESSION = None
-
-
-def stop_spark() -> None:
-    global _SESSION
-    if _SESSION is not None:
-        _SESSION.stop()
-        _SESSION = None
-
+    session, _SESSION = _SESSION, None
+    if session is not None:
+        with contextlib.suppress(Exception) if quiet else contextlib.nullcontext():
+            session.stop()
 
 
 def build_class_archive() -> Path | None:

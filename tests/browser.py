@@ -65,6 +65,8 @@ class AirflowServices:
     tail of its log.
     """
 
+    stop_timeout = 20  # seconds from SIGTERM to SIGKILL
+
     def __init__(self, workdir: Path, components: tuple[str, ...] = ("api-server",),
                  env: dict[str, str] | None = None, start_timeout: float = 180,
                  db_url: str | None = None):
@@ -167,7 +169,7 @@ class AirflowServices:
                     os.killpg(p.pid, signal.SIGTERM)
         for c, p in self.procs.items():
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=self.stop_timeout)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.pid, signal.SIGKILL)

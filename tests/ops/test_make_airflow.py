@@ -16,8 +16,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -43,7 +41,13 @@ output: {{table: gold/makeaf}}
 
 
 class MakeAirflow(AirflowServices):
-    """``bash scripts/airflow.sh`` (what ``make airflow`` runs) as one process group."""
+    """``bash scripts/airflow.sh`` (what ``make airflow`` runs) as one process group.
+
+    Stopped by SIGTERM to the group, as Ctrl-C or a service manager does; the
+    script's supervisor then stops PostgreSQL, Connect and Ray (up to a minute
+    each), so SIGKILL waits longer than for plain Airflow servers."""
+
+    stop_timeout = 240
 
     def _start(self) -> None:
         # health = the api-server's, which the script's `airflow standalone` runs
@@ -51,21 +55,6 @@ class MakeAirflow(AirflowServices):
 
     def tail(self, component: str, n: int = 60) -> str:
         return super().tail("make-airflow", n)
-
-    def __exit__(self, *exc) -> None:
-        # SIGTERM to the script's process group, as Ctrl-C or a service manager
-        # does; its supervisor then stops PostgreSQL, Connect and Ray (up to a
-        # minute each), so no SIGKILL before that has had its time.
-        p = self.procs["make-airflow"]
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(timeout=240)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait(timeout=10)
 
 
 def _pids(pattern: str) -> list[int]:
